@@ -1,0 +1,204 @@
+"""One config object: dataclasses, loaded from TOML, overridden by `--set section.key=value`.
+
+The resolved config is saved as config.toml in the run directory and checked on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class RunSection:
+    env: str = "erdos"
+    steps: int = 50
+    groups: int = 2  # B: parents per step (the reference uses 64 on GPUs; 2 fits a laptop CPU)
+    group_size: int = 4  # G: completions per parent (reference 8)
+    seed: int = 0
+    budget_s: float = 0.0  # wall-clock budget for the whole run; 0 means none
+    run_dir: str = ""  # default runs/<env>-<timestamp>
+    init_file: str = ""  # a known construction to start from
+    initial_states: int = 4
+    selection: str = "puct"  # puct | greedy | fixed
+    puct_c: float = 1.0
+
+
+@dataclass
+class PolicySection:
+    backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
+    model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
+    base_url: str = ""
+    max_new_tokens: int = 384
+    temperature: float = 1.0
+    batch_size: int = 8
+    threads: int = 0  # torch threads; 0 means all cores
+
+
+@dataclass
+class LearnerSection:
+    method: str = "none"  # none | entropic | entropic-fixed | mean
+    beta: float = 2.0  # for entropic-fixed
+    lr: float = 4e-5
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    kl_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    micro_batch: int = 4
+
+
+@dataclass
+class RaySection:
+    address: str = ""  # empty: start a local Ray; otherwise join this cluster
+    scorer_slots: int = 0  # CPU slots for scoring; 0 means all CPUs Ray sees
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    learner: LearnerSection = field(default_factory=LearnerSection)
+    ray: RaySection = field(default_factory=RaySection)
+    env: dict[str, Any] = field(default_factory=dict)  # passed to the environment's constructor
+
+    def validate(self) -> None:
+        r = self.run
+        for name in ("steps", "groups", "group_size", "initial_states"):
+            if getattr(r, name) < 1:
+                raise ConfigError(f"run.{name} must be at least 1, got {getattr(r, name)}")
+        if r.selection not in ("puct", "greedy", "fixed"):
+            raise ConfigError(f"run.selection must be puct, greedy or fixed, got {r.selection!r}")
+        if self.policy.backend not in ("hf", "openai", "vllm"):
+            raise ConfigError(
+                f"policy.backend must be hf, openai or vllm, got {self.policy.backend!r}")
+        if self.policy.backend == "openai" and not self.policy.base_url:
+            raise ConfigError(
+                "policy.backend = 'openai' needs policy.base_url (e.g. http://host:8000/v1)")
+        if self.policy.max_new_tokens < 1 or self.policy.temperature <= 0:
+            raise ConfigError("policy.max_new_tokens must be >= 1 and policy.temperature > 0")
+        methods = ("none", "entropic", "entropic-fixed", "mean")
+        if self.learner.method not in methods:
+            raise ConfigError(
+                f"learner.method must be one of {methods}, got {self.learner.method!r}")
+        if self.learner.method != "none" and self.policy.backend == "openai":
+            raise ConfigError("the openai backend samples only; use --learner none with it")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
+    """Convert a value (from TOML or a --set string) to the type of the default."""
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+        except ValueError as e:
+            raise ConfigError(
+                f"{section}.{key}: cannot read {value!r} as {type(current).__name__}") from e
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}.{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(current):
+        raise ConfigError(f"{section}.{key} must be {type(current).__name__}, got {value!r}")
+    return value
+
+
+def apply(cfg: Config, values: dict[str, dict[str, Any]]) -> Config:
+    """Merge {section: {key: value}} into cfg, refusing unknown sections and keys."""
+    for section, items in values.items():
+        if section == "env":
+            if not isinstance(items, dict):
+                raise ConfigError("[env] must be a table of environment options")
+            cfg.env.update(items)
+            continue
+        target = getattr(cfg, section, None)
+        if target is None or not dataclasses.is_dataclass(target):
+            known = ", ".join(f.name for f in dataclasses.fields(cfg))
+            raise ConfigError(f"unknown config section [{section}]; known sections: {known}")
+        if not isinstance(items, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for key, value in items.items():
+            if not hasattr(target, key):
+                known = ", ".join(f.name for f in dataclasses.fields(target))
+                raise ConfigError(f"unknown config key {section}.{key}; known keys: {known}")
+            setattr(target, key, _coerce(section, key, value, getattr(target, key)))
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """['learner.lr=1e-4', 'env.time_budget_s=5'] -> {'learner': {'lr': '1e-4'}, ...}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        if section == "env":  # environment options are free-form: read numbers and booleans
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_toml(path: str | Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"malformed TOML in {path}: {e}") from e
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"cannot write {v!r} to TOML")
+
+
+def dumps(cfg: Config) -> str:
+    lines = []
+    for section, items in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in items.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def from_dict(values: dict) -> Config:
+    cfg = apply(Config(), values)
+    cfg.validate()
+    return cfg
+
+
+# What must match between a saved run and a resumed one; the rest (steps, budget) may change.
+RESUME_FIXED = [("run", "env"), ("run", "groups"), ("run", "group_size"), ("run", "seed"),
+                ("run", "selection"), ("policy", "model"), ("learner", "method"), ("env", None)]
+
+
+def check_resume(saved: Config, new: Config) -> None:
+    for section, key in RESUME_FIXED:
+        a = getattr(saved, section) if key is None else getattr(getattr(saved, section), key)
+        b = getattr(new, section) if key is None else getattr(getattr(new, section), key)
+        if a != b:
+            name = section if key is None else f"{section}.{key}"
+            raise ConfigError(f"cannot resume: {name} was {a!r} in the saved run, now {b!r}")

@@ -1,0 +1,159 @@
+"""The environment contract (DESIGN.md) and the registry of installed environments.
+
+An environment is one problem: a statement, a way to run a candidate program and score what
+it produces, and a direction. Environments register under the entry-point group
+`discover.environments`; third-party packages register the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+ENTRY_POINT_GROUP = "discover.environments"
+
+# Every way a candidate can fail; each maps to the environment's failure reward.
+FAILURE_KINDS = (
+    "no_code",  # the completion holds no code block of the environment's language
+    "syntax_error",  # the program does not compile
+    "crash",  # it raised, exited non-zero, or died from a signal
+    "timeout",  # wall-clock or CPU-time limit
+    "memory",  # address-space limit
+    "invalid_output",  # it returned nothing usable (wrong type, not serialisable, too big)
+    "invalid_artifact",  # it returned an artefact that fails the environment's verification
+)
+
+
+@dataclass
+class Evaluation:
+    """What scoring one candidate (or verifying one artefact) produced."""
+
+    ok: bool
+    score: float | None = None  # the environment's own measure (e.g. C5); None on failure
+    reward: float = 0.0  # higher is better; failures get the environment's failure reward
+    failure: str | None = None  # one of FAILURE_KINDS when not ok
+    artifact: Any = None  # JSON-serialisable artefact (recomputed score comes from it)
+    metrics: dict = field(default_factory=dict)
+    log: str = ""  # short excerpt: failure reason, stdout/stderr tail
+
+    def __post_init__(self) -> None:
+        if self.failure is not None and self.failure not in FAILURE_KINDS:
+            raise ValueError(
+                f"unknown failure kind {self.failure!r}; expected one of {FAILURE_KINDS}")
+
+
+@dataclass
+class Parent:
+    """What the prompt renderer and the program see of a parent state."""
+
+    code: str | None
+    artifact: Any
+    score: float | None
+    parent_score: float | None  # the parent's own parent's score: "before -> after"
+    stdout: str = ""
+
+
+class InvalidArtifact(ValueError):
+    """An artefact that fails verification; the message says what is wrong."""
+
+
+class Environment:
+    """Base class for problems. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str] = ""
+    direction: ClassVar[str] = "min"  # "min" or "max"
+    language: ClassVar[str] = "python"
+    time_budget_s: ClassVar[float] = 10.0  # per program, handed to it as budget_s
+    cpu_slots: ClassVar[int] = 1  # Ray CPUs one evaluation occupies
+    gpus: ClassVar[float] = 0.0  # CUDA devices one evaluation needs
+    target: ClassVar[float | None] = None  # the record to beat, shown in prompts
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    # --- what the model sees -------------------------------------------------
+    def statement(self) -> str:
+        raise NotImplementedError
+
+    def render_prompt(self, parent: Parent) -> str:
+        raise NotImplementedError
+
+    # --- the search's starting points ----------------------------------------
+    def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list[Any]:
+        """Artefacts of the initial states (no code). `init_file` holds a known construction."""
+        raise NotImplementedError
+
+    # --- scoring --------------------------------------------------------------
+    def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
+        """Run `program` in the sandbox with the parent's artefact handed in, then verify."""
+        raise NotImplementedError
+
+    def score_artifact(self, artifact: Any) -> float:
+        """The score of an artefact; raises InvalidArtifact naming what is wrong."""
+        raise NotImplementedError
+
+    def verify(self, artifact: Any) -> Evaluation:
+        """Score a stored or user-supplied artefact without running any program."""
+        try:
+            score = self.score_artifact(artifact)
+        except InvalidArtifact as e:
+            return self.failed("invalid_artifact", str(e))
+        return Evaluation(ok=True, score=score, reward=self.reward(score), artifact=artifact)
+
+    def load_artifact(self, path: str | Path) -> Any:
+        """Read an artefact file (JSON by default); raises InvalidArtifact if unreadable."""
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
+
+    # --- rewards --------------------------------------------------------------
+    def reward(self, score: float) -> float:
+        return -score if self.direction == "min" else score
+
+    @property
+    def failure_reward(self) -> float:
+        """Below any valid reward; environments with unbounded scores override it."""
+        return -1e9
+
+    def failed(self, kind: str, log: str = "", **metrics: Any) -> Evaluation:
+        return Evaluation(ok=False, reward=self.failure_reward, failure=kind, log=log[-2000:],
+                          metrics=metrics)
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.direction == "min" else a > b
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "direction": cls.direction, "language": cls.language,
+                "time_budget_s": cls.time_budget_s, "cpu_slots": cls.cpu_slots,
+                "gpus": cls.gpus}
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+class UnknownEnvironment(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0])
+
+
+def registered() -> dict[str, Any]:
+    """Installed environments by name: {name: entry point}."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_environment(name: str, **options: Any) -> Environment:
+    eps = registered()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none"
+        raise UnknownEnvironment(
+            f"unknown environment {name!r}; installed: {known}. "
+            f"A plugin registers under the entry-point group '{ENTRY_POINT_GROUP}'.")
+    cls = eps[name].load()
+    return cls(**options)

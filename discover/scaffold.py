@@ -1,0 +1,138 @@
+"""`discover new-env NAME`: a working skeleton of an environment package, with its test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PYPROJECT = '''[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "discover-{name}"
+version = "0.1.0"
+description = "A discover environment: {name}"
+dependencies = ["discover", "numpy"]
+
+[project.entry-points."discover.environments"]
+{name} = "discover_{pkg}:Environment"
+
+[tool.setuptools]
+packages = ["discover_{pkg}"]
+
+[tool.setuptools.package-data]
+discover_{pkg} = ["prompt.md"]
+'''
+
+PROMPT = '''Choose n numbers x_1..x_n in [0, 1] (1 <= n <= 1000) to MAXIMISE
+score = sum(x) - 2 * sum(x_i * x_(i+1)) (adjacent products penalised).
+
+Write a Python function `solve(parent, budget_s, seed)` that returns a 1-D list or numpy array
+of numbers in [0, 1]. `parent` is the best solution so far (a numpy array) or None. numpy is
+available. It must finish within budget_s seconds.
+'''
+
+ENV = '''"""The {name} environment. Replace the problem, scoring and prompt with your own."""
+
+from pathlib import Path
+
+import numpy as np
+
+from discover.environment import Environment as Base
+from discover.environment import Evaluation, InvalidArtifact, Parent
+from discover.sandbox import Limits, run_function
+
+STATEMENT = (Path(__file__).parent / "prompt.md").read_text()
+
+
+class Environment(Base):
+    name = "{name}"
+    direction = "max"
+    language = "python"
+    time_budget_s = 5.0
+    target = None
+
+    def statement(self) -> str:
+        return STATEMENT
+
+    def render_prompt(self, parent: Parent) -> str:
+        code = parent.code or "(none yet: start from scratch)"
+        return (f"{{STATEMENT}}\\nCurrent best program (score {{parent.score}}):\\n"
+                f"```python\\n{{code}}\\n```\\nImprove it. Answer with one ```python block.")
+
+    def initial_artifacts(self, count, seed, init_file=None):
+        if init_file:
+            return [self.load_artifact(init_file)]
+        rng = np.random.default_rng(seed)
+        return [rng.uniform(0, 1, 10).tolist() for _ in range(count)]
+
+    def score_artifact(self, artifact) -> float:
+        try:
+            x = np.asarray(artifact, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise InvalidArtifact(f"not a list of numbers: {{e}}") from e
+        if x.ndim != 1 or not 1 <= len(x) <= 1000:
+            raise InvalidArtifact(f"need a 1-D list of 1..1000 numbers, got shape {{x.shape}}")
+        if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+            raise InvalidArtifact("every value must be finite and within [0, 1]")
+        return float(x.sum() - 2 * np.sum(x[:-1] * x[1:]))
+
+    def evaluate(self, program: str, parent_artifact, seed: int) -> Evaluation:
+        parent = None if parent_artifact is None else np.asarray(parent_artifact, dtype=np.float64)
+        kwargs = {{"parent": parent, "budget_s": self.time_budget_s, "seed": seed}}
+        res = run_function(program, "solve", kwargs, Limits(wall_s=self.time_budget_s + 5))
+        if res.failure:
+            return self.failed(res.failure, res.log)
+        try:  # the score is recomputed here from the artefact; nothing the program says counts
+            score = self.score_artifact(res.value)
+        except InvalidArtifact as e:
+            return self.failed("invalid_artifact", str(e))
+        art = np.asarray(res.value, dtype=np.float64).tolist()
+        return Evaluation(ok=True, score=score, reward=score, artifact=art, log=res.stdout[-500:])
+'''
+
+TEST = '''from discover.environment import load_environment, registered
+
+GOOD = """
+import numpy as np
+def solve(parent, budget_s, seed):
+    return np.array([1.0, 0.0] * 5)
+"""
+
+
+def test_registered():
+    assert "{name}" in registered()
+
+
+def test_verify_and_refuse():
+    env = load_environment("{name}")
+    assert env.verify([1.0, 0.0, 1.0]).score == 2.0
+    bad = env.verify([2.0])
+    assert not bad.ok and "within [0, 1]" in bad.log
+
+
+def test_evaluate_in_sandbox():
+    env = load_environment("{name}")
+    ev = env.evaluate(GOOD, None, seed=0)
+    assert ev.ok and ev.score == 5.0
+    crash = env.evaluate("def solve(parent, budget_s, seed):\\n    raise RuntimeError('x')\\n",
+                         None, seed=0)
+    assert not crash.ok and crash.failure == "crash"
+'''
+
+
+def write_skeleton(name: str, where: Path) -> Path:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"environment name {name!r} must be lower-case letters, digits, '_'")
+    root = where / f"discover-{name}"
+    if root.exists():
+        raise FileExistsError(f"{root} already exists; choose another name or folder")
+    pkg = root / f"discover_{name}"
+    (root / "tests").mkdir(parents=True)
+    pkg.mkdir()
+    (root / "pyproject.toml").write_text(PYPROJECT.format(name=name, pkg=name))
+    (pkg / "__init__.py").write_text(ENV.format(name=name))
+    (pkg / "prompt.md").write_text(PROMPT)
+    (root / "tests" / f"test_{name}.py").write_text(TEST.format(name=name))
+    return root

@@ -1,0 +1,89 @@
+"""Scoring on Ray: a pool of scorer actors, each holding one environment, sized in CPU slots."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import ray
+
+from discover.environment import Evaluation, load_environment
+
+
+def start_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Start a local Ray (never attach to a stray cluster by accident) or join `address`."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # address="local": a bare ray.init() would attach to any cluster named by RAY_ADDRESS.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class Scorer:
+    def __init__(self, env_name: str, env_options: dict) -> None:
+        self.env = load_environment(env_name, **env_options)
+
+    def evaluate(self, program: str, parent_artifact: Any, seed: int) -> tuple[dict, float]:
+        t0 = time.perf_counter()
+        try:
+            ev = self.env.evaluate(program, parent_artifact, seed)
+        except Exception as e:  # a bug in an environment must not take the run down
+            ev = self.env.failed("crash", f"environment error: {type(e).__name__}: {e}")
+        return dataclasses.asdict(ev), time.perf_counter() - t0
+
+
+class ScorerPool:
+    """Evaluate many programs in parallel; results come back in the order of the jobs."""
+
+    def __init__(self, env_name: str, env_options: dict, slots: int = 0) -> None:
+        env = load_environment(env_name, **env_options)
+        self.failure_reward = env.failure_reward
+        cpus = max(1, env.cpu_slots)
+        total = slots or int(ray.available_resources().get("CPU", 1))
+        size = max(1, total // cpus)
+        opts: dict[str, Any] = {"num_cpus": cpus}
+        if env.gpus:
+            opts["num_gpus"] = env.gpus
+        self.actors = [Scorer.options(**opts).remote(env_name, env_options) for _ in range(size)]
+
+    @property
+    def size(self) -> int:
+        return len(self.actors)
+
+    def evaluate(self, jobs: list[tuple[str, Any, int]]) -> list[tuple[Evaluation, float]]:
+        """jobs: (program, parent_artifact, seed). Returns (evaluation, seconds) per job."""
+        results: list[tuple[Evaluation, float] | None] = [None] * len(jobs)
+        pending: dict[Any, int] = {}
+        queue = list(enumerate(jobs))
+        idle = list(self.actors)
+        busy: dict[Any, Any] = {}
+        while queue or pending:
+            while queue and idle:
+                i, (program, artifact, seed) = queue.pop(0)
+                actor = idle.pop()
+                ref = actor.evaluate.remote(program, artifact, seed)
+                pending[ref] = i
+                busy[ref] = actor
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            i = pending.pop(ref)
+            idle.append(busy.pop(ref))
+            try:
+                ev, seconds = ray.get(ref)
+                results[i] = (Evaluation(**ev), seconds)
+            except ray.exceptions.RayError as e:  # the actor died; Ray restarts it
+                msg = f"scorer failed: {type(e).__name__}: {str(e)[:500]}"
+                results[i] = (Evaluation(ok=False, reward=self.failure_reward, failure="crash",
+                                         log=msg), 0.0)
+        return results  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []

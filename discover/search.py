@@ -1,0 +1,273 @@
+"""The search loop: ALGORITHM.md's "One step", repeated, with every step durable before the next."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from discover import config as config_mod
+from discover.archive import Archive, Candidate, dedup_key
+from discover.config import Config, ConfigError
+from discover.environment import Environment, Parent, load_environment
+from discover.extract import extract_code
+from discover.policy import Policy, Sample
+from discover.puct import Puct
+from discover.scoring import ScorerPool, start_ray
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class StepReport:
+    step: int
+    steps: int
+    best_score: float | None
+    valid: int
+    total: int
+    tokens: int
+    seconds: dict[str, float] = field(default_factory=dict)  # generate, score, learn
+    learner: dict = field(default_factory=dict)
+
+
+class RunDir:
+    """Paths inside one run directory, and the lock that keeps it to a single writer."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.archive = self.path / "archive.sqlite"
+        self.config = self.path / "config.toml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.artifacts = self.path / "artifacts"
+        self.adapters = self.path / "adapters"
+
+    def lock(self) -> None:
+        self._lock = open(self.path / ".lock", "w")  # noqa: SIM115  (held for the run's life)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise ConfigError(f"{self.path} is in use by another discover run") from e
+
+    def adapter(self, version: int) -> Path:
+        return self.adapters / f"v{version:05d}"
+
+    def artifact(self, cand_id: int) -> Path:
+        return self.artifacts / f"{cand_id}.json"
+
+
+def default_run_dir(env: str) -> Path:
+    return Path("runs") / f"{env}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
+    """Create a new run directory, or reopen one for --resume after checking its config."""
+    rd = RunDir(cfg.run.run_dir or default_run_dir(cfg.run.env))
+    if resume:
+        if not rd.config.exists() or not rd.archive.exists():
+            raise ConfigError(f"cannot resume: {rd.path} holds no run (no config.toml/archive)")
+        saved = config_mod.from_dict(config_mod.load_toml(rd.config))
+        config_mod.check_resume(saved, cfg)
+    elif rd.archive.exists():
+        raise ConfigError(
+            f"{rd.path} already holds a run; pass --resume or choose another --run-dir")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.artifacts.mkdir(exist_ok=True)
+    rd.lock()
+    cfg.run.run_dir = str(rd.path)
+    rd.config.write_text(config_mod.dumps(cfg))
+    return rd, cfg
+
+
+def make_policy(cfg: Config) -> Policy:
+    p = cfg.policy
+    if p.backend == "openai":
+        from discover.policy_openai import OpenAIPolicy
+
+        return OpenAIPolicy(base_url=p.base_url, model=p.model)
+    from discover.policy_hf import HFPolicy
+
+    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size)
+
+
+def make_learner(cfg: Config, policy: Policy):
+    if cfg.learner.method == "none":
+        return None
+    from discover.learner import Learner, LearnerConfig
+
+    lc = cfg.learner
+    return Learner(policy, LearnerConfig(
+        method=lc.method, beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
+        lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
+        micro_batch=lc.micro_batch))
+
+
+def parent_view(archive: Archive, cand_id: int) -> Parent:
+    c = archive.get(cand_id)
+    grand = archive.get(c.parent_id).score if c.parent_id is not None else None
+    return Parent(code=c.code, artifact=c.artifact, score=c.score, parent_score=grand,
+                  stdout=c.stdout)
+
+
+def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: Puct) -> None:
+    arts = env.initial_artifacts(cfg.run.initial_states, cfg.run.seed, cfg.run.init_file or None)
+    cands = []
+    for art in arts:
+        ev = env.verify(art)
+        if not ev.ok:
+            raise ConfigError(f"initial construction is invalid: {ev.log}")
+        cands.append(Candidate(id=None, step=-1, parent_id=None, code=None, artifact=ev.artifact,
+                               score=ev.score, reward=ev.reward, ok=True, initial=True,
+                               key=dedup_key(ev.artifact, None)))
+    archive.add_initial(cands, puct)
+
+
+def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
+                 samples: list[list[Sample]], seed: int) -> list[list[Candidate]]:
+    """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
+    codes = [[extract_code(s.text, env.language) for s in group] for group in samples]
+    jobs, where = [], []
+    for g, group in enumerate(codes):
+        for i, code in enumerate(group):
+            if code is not None:
+                jobs.append((code, parents[g].artifact, seed * 1000 + len(jobs)))
+                where.append((g, i))
+    results = dict(zip(where, pool.evaluate(jobs), strict=True))
+    groups = []
+    for g, group in enumerate(samples):
+        children = []
+        for i, s in enumerate(group):
+            ev, secs = results.get((g, i), (env.failed("no_code", "no code block found"), 0.0))
+            children.append(Candidate(
+                id=None, step=-1, parent_id=None, code=codes[g][i], artifact=ev.artifact,
+                score=ev.score, reward=ev.reward, ok=ev.ok, failure=ev.failure, log=ev.log,
+                stdout=ev.log if ev.ok else "", completion=s.text, group_idx=g,
+                policy_version=s.version, eval_s=secs, metrics=ev.metrics,
+                key=dedup_key(ev.artifact, codes[g][i]) if ev.ok else ""))
+        groups.append(children)
+    return groups
+
+
+def run(cfg: Config, resume: bool = False,
+        on_step: Callable[[StepReport], None] | None = None) -> Path:
+    """Run (or resume) a search; returns the run directory."""
+    cfg.validate()
+    env = load_environment(cfg.run.env, **cfg.env)
+    rd, cfg = prepare_run_dir(cfg, resume)
+    archive = Archive(rd.archive)
+    if resume and archive.get_meta("env") not in (None, cfg.run.env):
+        raise ConfigError(
+            f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
+    puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
+    if archive.get_meta("initialised"):
+        puct = archive.load_puct(**puct_args)
+    else:
+        archive.set_meta("env", cfg.run.env)
+        archive.set_meta("schema", SCHEMA_VERSION)
+        puct = Puct(**puct_args)
+        seed_initial_states(env, cfg, archive, puct)
+        archive.set_meta("initialised", True)
+
+    start_ray(cfg.ray.address)
+    pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+    policy = make_policy(cfg)
+    learner = make_learner(cfg, policy)
+    start = archive.last_step() + 1
+    if learner is not None and start > 0:
+        version = archive.step_metrics()[-1].get("version", 0)
+        if version > 0:
+            learner.load(rd.adapter(version))
+    _rewrite_metrics(rd, archive)
+
+    t_run = time.monotonic()
+    try:
+        for step in range(start, cfg.run.steps):
+            if cfg.run.budget_s and time.monotonic() - t_run >= cfg.run.budget_s:
+                break
+            report = run_step(step, cfg, env, archive, puct, policy, learner, pool, rd)
+            if on_step:
+                on_step(report)
+    finally:
+        pool.shutdown()
+        archive.close()
+    return rd.path
+
+
+def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: Puct,
+             policy: Policy, learner, pool: ScorerPool, rd: RunDir) -> StepReport:
+    seed = cfg.run.seed * 1_000_003 + step
+    t0 = time.monotonic()
+    parent_ids = puct.select(cfg.run.groups)  # 1. select B parents with PUCT
+    parents = [parent_view(archive, p) for p in parent_ids]
+    prompts = [env.render_prompt(p) for p in parents]  # 2. one prompt per parent
+    samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
+                            max_new_tokens=cfg.policy.max_new_tokens,
+                            temperature=cfg.policy.temperature, seed=seed)
+    t1 = time.monotonic()
+    groups = score_groups(env, pool, parents, samples, seed)  # 4. score in the sandbox
+    t2 = time.monotonic()
+    learn: dict = {}
+    if learner is not None:  # 6-7. advantages per group, one LoRA step; shared model on CPU
+        learn = learner.step(samples, [[c.reward for c in g] for g in groups])
+        _save_adapter(learner, rd, policy.version)
+    t3 = time.monotonic()
+    for g in groups:
+        for c in g:
+            c.step = step
+            c.gen_s = (t1 - t0) / max(1, len(g) * len(groups))
+    metrics = step_metrics(step, groups, samples, policy.version, learn,
+                           {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
+    # 5. record every child and update PUCT statistics, all in one transaction
+    ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics)
+    if learner is not None:
+        archive.add_adapter(policy.version, step, str(rd.adapter(policy.version)))
+    for g, gids in zip(groups, ids, strict=True):
+        for c, cid in zip(g, gids, strict=True):
+            if c.ok:
+                rd.artifact(cid).write_text(json.dumps(c.artifact))
+    with open(rd.metrics, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    best = archive.best(1)
+    return StepReport(step=step, steps=cfg.run.steps, best_score=best[0].score if best else None,
+                      valid=metrics["valid"], total=metrics["total"], tokens=metrics["tokens"],
+                      seconds=metrics["seconds"], learner=learn)
+
+
+def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sample]],
+                 version: int, learn: dict, seconds: dict) -> dict:
+    children = [c for g in groups for c in g]
+    valid = [c for c in children if c.ok]
+    failures: dict[str, int] = {}
+    for c in children:
+        if c.failure:
+            failures[c.failure] = failures.get(c.failure, 0) + 1
+    return {
+        "step": step, "version": version, "total": len(children), "valid": len(valid),
+        "mean_reward": sum(c.reward for c in children) / max(1, len(children)),
+        "best_step_reward": max((c.reward for c in valid), default=None),
+        "tokens": sum(len(s.completion_ids) for g in samples for s in g),
+        "failures": failures, "seconds": seconds,
+        "learner": {k: v for k, v in learn.items() if isinstance(v, (int, float, bool))},
+        "time": time.time(),
+    }
+
+
+def _save_adapter(learner, rd: RunDir, version: int) -> None:
+    """Write to a temporary folder, then rename: a kill never leaves a half-written adapter."""
+    final = rd.adapter(version)
+    tmp = final.with_name(final.name + ".partial")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    learner.save(tmp)
+    shutil.rmtree(final, ignore_errors=True)  # a stale one from a step that was not committed
+    tmp.rename(final)
+
+
+def _rewrite_metrics(rd: RunDir, archive: Archive) -> None:
+    """metrics.jsonl mirrors the archive's finished steps (a kill may have cut it short)."""
+    rows = archive.step_metrics()
+    rd.metrics.write_text("".join(json.dumps(m) + "\n" for m in rows))

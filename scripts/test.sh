@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: set up (idempotent), lint, run the whole suite.
+# pytest's exit code 5 (no tests collected) counts as a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "set-up failed"; exit 1; }
+.venv/bin/ruff check discover environments tests scripts || exit 1
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
+exit "$rc"
