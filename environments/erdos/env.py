@@ -1,0 +1,164 @@
+"""The Erdős minimum overlap environment: minimise C5 of a step function (see scoring.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.sandbox import Limits, run_function
+from environments.erdos import scoring
+
+STATEMENT = (Path(__file__).parent / "prompt.md").read_text().strip()
+ARTIFACT_KEYS = ("sequence", "values", "artifact")  # accepted wrappers of a JSON list
+MAX_CODE_CHARS = 2000  # the embedded model has a small context: keep the prompt < ~1500 tokens
+STDOUT_CHARS = 300
+WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
+INITIAL_N = 50
+INITIAL_NOISE = 0.1
+
+
+class ErdosEnvironment(Environment):
+    name = "erdos"
+    direction = "min"
+    language = "python"
+    time_budget_s = 10.0
+    cpu_slots = 1
+    target = 0.380876  # TTT-Discover's record, C5 <= 0.380876 (0.3808753232 recomputed)
+
+    def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
+                 **options: Any) -> None:
+        if options:  # a misspelt option must not be silently ignored
+            raise ValueError(f"unknown option(s) for erdos: {', '.join(sorted(options))}; "
+                             "known: time_budget_s, memory_mb")
+        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb)
+        if not float(time_budget_s) > 0:
+            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        self.time_budget_s = float(time_budget_s)
+        self.memory_mb = int(memory_mb)
+
+    @property
+    def failure_reward(self) -> float:
+        # Valid rewards are -C5 in [-1, 0] (scoring.C5_UPPER_BOUND): -2 lies below all of them.
+        return -2.0 * scoring.C5_UPPER_BOUND
+
+    # --- what the model sees -------------------------------------------------
+    def statement(self) -> str:
+        return STATEMENT
+
+    def render_prompt(self, parent: Parent) -> str:
+        parts = [STATEMENT, ""]
+        n = _length(parent.artifact)
+        if parent.code:
+            parts += [f"Parent program (C5: {_fmt(parent.parent_score)} -> {_fmt(parent.score)}):",
+                      "```python", _truncate(parent.code.strip()), "```"]
+            tail = (parent.stdout or "").strip()[-STDOUT_CHARS:]
+            if tail:
+                parts += ["Its output ended with:", tail]
+        elif parent.artifact is not None:
+            parts.append(f"Parent: a starting step function, C5 = {_fmt(parent.score)}.")
+        else:
+            parts.append("There is no parent yet: start from scratch.")
+        handed = f"a numpy array of n={n} values" if n else "None"
+        parts += ["",
+                  f"Target to beat: C5 <= {self.target} (record). Your solve() receives the "
+                  f"parent's h as `parent` ({handed}).",
+                  "Write an improved solve(parent, budget_s, seed) that returns a lower C5. "
+                  "Answer with one ```python code block."]
+        return "\n".join(parts)
+
+    # --- the search's starting points ----------------------------------------
+    def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
+        """`count` random perturbations of h = 1/2 (n=50), or the construction in `init_file`."""
+        if init_file:
+            values = self.load_artifact(init_file)
+            try:
+                _, h = scoring.score(values)
+            except InvalidArtifact as e:
+                raise InvalidArtifact(f"initial construction {init_file} is invalid: {e}") from e
+            return [h.tolist()]
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(max(1, count)):
+            noise = rng.uniform(-INITIAL_NOISE, INITIAL_NOISE, INITIAL_N)
+            out.append(scoring.normalise(np.clip(0.5 + noise, 0.0, 1.0)).tolist())
+        return out
+
+    # --- scoring --------------------------------------------------------------
+    def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
+        parent = None if parent_artifact is None else \
+            np.asarray(_unwrap(parent_artifact), dtype=np.float64)
+        kwargs = {"parent": parent, "budget_s": self.time_budget_s, "seed": int(seed)}
+        limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb)
+        res = run_function(program, "solve", kwargs, limits)
+        if res.failure:
+            return self.failed(res.failure, res.log, wall_s=res.wall_s)
+        value = res.value
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind == "c":
+            got = f"dtype {value.dtype}, shape {value.shape}" if isinstance(value, np.ndarray) \
+                else type(value).__name__
+            return self.failed("invalid_output",
+                               f"solve must return a 1-D array of real numbers, got {got}",
+                               wall_s=res.wall_s)
+        try:  # the score is recomputed here; anything the program printed or claimed is ignored
+            c5, h = scoring.score(value)
+        except InvalidArtifact as e:
+            return self.failed("invalid_artifact", str(e), wall_s=res.wall_s)
+        return Evaluation(ok=True, score=c5, reward=self.reward(c5), artifact=h.tolist(),
+                          metrics={"n": len(h), "wall_s": res.wall_s},
+                          log=res.stdout[-STDOUT_CHARS:])
+
+    def score_artifact(self, artifact: Any) -> float:
+        return scoring.score(_unwrap(artifact))[0]
+
+    def verify(self, artifact: Any) -> Evaluation:
+        """Score an artefact; the evaluation carries the rescaled h, as evaluate() stores it."""
+        try:
+            c5, h = scoring.score(_unwrap(artifact))
+        except InvalidArtifact as e:
+            return self.failed("invalid_artifact", str(e))
+        return Evaluation(ok=True, score=c5, reward=self.reward(c5), artifact=h.tolist(),
+                          metrics={"n": len(h)})
+
+    def load_artifact(self, path: str | Path) -> Any:
+        """A JSON list, or a dict holding it under "sequence", "values" or "artifact"."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
+        try:
+            return _unwrap(data)
+        except InvalidArtifact as e:
+            raise InvalidArtifact(f"{path}: {e}") from e
+
+
+def _unwrap(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key in ARTIFACT_KEYS:
+            if key in data:
+                return data[key]
+        raise InvalidArtifact(f"a JSON object needs one of the keys {', '.join(ARTIFACT_KEYS)}; "
+                              f"got {', '.join(map(str, data)) or 'none'}")
+    return data
+
+
+def _length(artifact: Any) -> int:
+    try:
+        return len(artifact)
+    except TypeError:
+        return 0
+
+
+def _fmt(score: float | None) -> str:
+    return "none" if score is None else f"{score:.8f}"
+
+
+def _truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
+    """Keep the head and the tail of a long program (where imports and the return live)."""
+    if len(code) <= limit:
+        return code
+    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
+    return f"{head}\n# ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"
