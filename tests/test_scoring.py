@@ -1,0 +1,63 @@
+"""The Ray scorer pool with the real sandbox: hostile programs are contained and recorded."""
+
+import os
+
+import pytest
+import ray
+
+from discover.scoring import ScorerPool, start_ray
+
+GOOD = "import numpy as np\ndef solve(parent, budget_s, seed):\n    return np.full(20, 0.5)\n"
+HOSTILE = {
+    "timeout": "def solve(parent, budget_s, seed):\n    while True:\n        pass\n",
+    "memory": ("def solve(parent, budget_s, seed):\n"
+               "    x = bytearray(50 * 1024**3)\n    return [0.5]\n"),
+    "fork": ("import os\ndef solve(parent, budget_s, seed):\n"
+             "    while True:\n        try:\n            os.fork()\n"
+             "        except OSError:\n            pass\n"),
+    "kill_parent": ("import os, signal\ndef solve(parent, budget_s, seed):\n"
+                    "    os.kill(os.getppid(), signal.SIGKILL)\n    return [0.5]\n"),
+    "write_outside": ("def solve(parent, budget_s, seed):\n"
+                      "    open('/tmp/discover_escape_marker', 'w').write('x')\n"
+                      "    open('/root/discover_escape_marker', 'w').write('x')\n"
+                      "    return [0.5]\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    start_ray(num_cpus=2)
+    p = ScorerPool("erdos", {"time_budget_s": 2.0}, slots=2)
+    yield p
+    p.shutdown()
+    ray.shutdown()
+
+
+def test_pool_uses_the_slots(pool):
+    assert pool.size == 2
+
+
+def test_hostile_programs_are_recorded_and_the_pool_survives(pool):
+    for path in ("/tmp/discover_escape_marker", "/root/discover_escape_marker"):
+        if os.path.exists(path):
+            os.remove(path)
+    jobs = [(code, None, i) for i, code in enumerate(HOSTILE.values())] + [(GOOD, None, 99)]
+    results = pool.evaluate(jobs)
+    kinds = dict(zip(HOSTILE, (ev.failure for ev, _ in results[:-1]), strict=True))
+    assert kinds["timeout"] == "timeout"
+    assert kinds["memory"] == "memory"
+    assert kinds["fork"] in ("timeout", "crash")
+    assert all(not ev.ok for ev, _ in results[:-1] if ev.failure)
+    assert not os.path.exists("/root/discover_escape_marker")
+    good, secs = results[-1]
+    assert good.ok and abs(good.score - 0.5) < 1e-12 and secs > 0
+    # the pool still works after all of that
+    again = pool.evaluate([(GOOD, None, 1)])
+    assert again[0][0].ok
+
+
+def test_results_keep_job_order(pool):
+    codes = [f"import numpy as np\ndef solve(parent, budget_s, seed):\n"
+             f"    return np.r_[np.full({n}, 0.5)]\n" for n in (4, 10, 30, 6)]
+    res = pool.evaluate([(c, None, 0) for c in codes])
+    assert [ev.metrics.get("n") for ev, _ in res] == [4, 10, 30, 6]
