@@ -1,0 +1,3 @@
+from environments.toy.env import ToyEnvironment
+
+__all__ = ["ToyEnvironment"]

@@ -1,0 +1,77 @@
+"""A learnable toy: return up to 10 digits; the score is their sum (max 90).
+
+Chosen so that the embedded 135M model succeeds on some attempts but not most at the start
+(it often writes a `solve` that crashes or takes arguments), and successes are graded (any
+list of numbers earns partial credit), so a learner has a signal to climb within minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.sandbox import Limits, run_function
+
+MAX_LEN = 10
+MAX_DIGIT = 9
+
+STATEMENT = f"""Write a Python function `solve()` with no arguments that returns a list of integers.
+Only the first {MAX_LEN} numbers count, and each number counts as a digit between 0 and {MAX_DIGIT}
+(smaller numbers count as 0, larger as {MAX_DIGIT}). The score is the sum of the counted digits.
+Higher is better; the best possible score is {MAX_LEN * MAX_DIGIT}."""
+
+
+class ToyEnvironment(Environment):
+    name = "toy"
+    direction = "max"
+    language = "python"
+    time_budget_s = 2.0
+    target = float(MAX_LEN * MAX_DIGIT)
+
+    def __init__(self, time_budget_s: float = 2.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.time_budget_s = float(time_budget_s)
+
+    @property
+    def failure_reward(self) -> float:
+        return -10.0  # below any valid score (>= 0); small so advantages keep a sane scale
+
+    def statement(self) -> str:
+        return STATEMENT
+
+    def render_prompt(self, parent: Parent) -> str:
+        text = STATEMENT
+        if parent.code:
+            code = parent.code.strip()
+            text += (f"\n\nThis program scored {parent.score:g}:\n```python\n{code}\n"
+                     f"```\nWrite a better one.")
+        return text + "\nAnswer with one ```python code block."
+
+    def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
+        if init_file:
+            return [self.load_artifact(init_file)]
+        return [[0]]  # one trivial start: the task needs no seed solution
+
+    def score_artifact(self, artifact: Any) -> float:
+        try:
+            x = np.asarray(artifact, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise InvalidArtifact(f"not a list of numbers: {e}") from e
+        if x.size == 0:
+            raise InvalidArtifact("empty list")
+        if not np.all(np.isfinite(x[:MAX_LEN])):
+            raise InvalidArtifact("the counted numbers must be finite")
+        return float(np.clip(np.floor(x[:MAX_LEN]), 0, MAX_DIGIT).sum())
+
+    def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
+        res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024))
+        if res.failure:
+            return self.failed(res.failure, res.log)
+        try:
+            score = self.score_artifact(res.value)
+        except InvalidArtifact as e:
+            return self.failed("invalid_artifact", str(e))
+        kept = np.asarray(res.value, dtype=np.float64).reshape(-1)[:MAX_LEN].tolist()
+        return Evaluation(ok=True, score=score, reward=score, artifact=kept, log=res.stdout[-300:])
