@@ -1,0 +1,127 @@
+"""End to end: the real model, real sandbox, real SQLite, real local Ray, at small size."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from discover.archive import Archive
+
+pytestmark = pytest.mark.slow
+
+DISCOVER = [sys.executable, "-m", "discover.cli"]
+SMALL = ["--groups", "2", "--group-size", "2", "--max-new-tokens", "48",
+         "--set", "env.time_budget_s=2"]
+
+
+def rows(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT id, step, code FROM candidates")
+        return {i: (step, code) for i, step, code in rows}
+    finally:
+        con.close()
+
+
+def run_cli(*args, timeout=600, **kw):
+    return subprocess.run([*DISCOVER, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_run_records_every_candidate_and_best(tmp_path):
+    rd = tmp_path / "run"
+    r = run_cli("run", "toy", "--steps", "2", "--run-dir", str(rd), *SMALL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "step 2/2" in r.stderr
+    a = Archive(rd / "archive.sqlite", readonly=True)
+    assert a.last_step() == 1
+    assert a.count() == 1 + 2 * 2 * 2  # the initial state + steps x groups x group size
+    assert a.integrity_check() == []
+    assert len((rd / "metrics.jsonl").read_text().splitlines()) == 2
+    best = run_cli("best", str(rd))
+    assert best.returncode == 0 and "candidates" in best.stdout
+
+
+def test_existing_run_dir_needs_resume(tmp_path):
+    rd = tmp_path / "run"
+    assert run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *SMALL).returncode == 0
+    again = run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *SMALL)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    other = run_cli("run", "erdos", "--steps", "1", "--run-dir", str(rd), "--resume", *SMALL)
+    assert other.returncode == 2 and "run.env" in other.stderr
+
+
+def test_sigkill_mid_step_then_resume(tmp_path):
+    rd = tmp_path / "run"
+    args = ["run", "toy", "--steps", "4", "--run-dir", str(rd), *SMALL]
+    proc = subprocess.Popen([*DISCOVER, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db = rd / "archive.sqlite"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait for step 0 to be stored, then kill inside step 1
+        if db.exists():
+            try:
+                if Archive(db, readonly=True).last_step() >= 0:
+                    break
+            except Exception:
+                pass
+        time.sleep(0.2)
+    else:
+        pytest.fail("the run never finished a step")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = Archive(db, readonly=True)
+    done = before.last_step()
+    kept = rows(db)
+    assert done < 3, "the run finished before it could be killed; make steps slower"
+    r = run_cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = Archive(db, readonly=True)
+    assert after.last_step() == 3
+    assert after.count() == 1 + 4 * 2 * 2  # nothing lost, nothing duplicated
+    assert after.integrity_check() == []
+    now = rows(db)
+    assert all(now[cid] == row for cid, row in kept.items())  # finished steps are untouched
+
+
+def test_new_env_skeleton_installs_and_passes(tmp_path):
+    r = run_cli("new-env", "demo", "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    pkg = tmp_path / "discover-demo"
+    target = tmp_path / "site"
+    # install into a separate target so the project venv stays untouched
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--no-build-isolation", "--target", str(target), str(pkg)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    envs = subprocess.run([*DISCOVER, "envs"], capture_output=True, text=True, env=env)
+    assert "demo" in envs.stdout and "erdos" in envs.stdout
+    t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(pkg / "tests")], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert t.returncode == 0, t.stdout[-3000:]
+    assert "3 passed" in t.stdout
+
+
+def test_unknown_environment_is_refused(tmp_path):
+    r = run_cli("run", "nosuchenv", "--steps", "1", "--run-dir", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unknown environment 'nosuchenv'" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_verify_refuses_bad_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[0.5, NaN, 0.5]")
+    r = run_cli("verify", "erdos", str(bad))
+    assert r.returncode == 1 and "NaN" in r.stderr
+    bad.write_text("[]")
+    r = run_cli("verify", "erdos", str(bad))
+    assert r.returncode == 1 and "empty" in r.stderr
+    bad.write_text("[0.2, 1.7, 0.1]")
+    r = run_cli("verify", "erdos", str(bad))
+    assert r.returncode == 1 and "[0, 1]" in r.stderr
