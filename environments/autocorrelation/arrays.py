@@ -1,0 +1,115 @@
+"""Helpers for environments whose program is `solve(parent, budget_s, seed)` returning an array.
+
+Used by autocorrelation (AC1, AC2) and circle_packing; nothing here is specific to either, so
+it could move to discover/ for every array-returning environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.sandbox import Limits, run_function
+
+WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
+MAX_CODE_CHARS = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
+STDOUT_CHARS = 300
+
+
+@dataclass
+class Solved:
+    """What running solve() gave: an array of the expected rank, or the failure to record."""
+
+    value: np.ndarray | None
+    failure: Evaluation | None
+    wall_s: float
+    stdout: str
+
+
+def run_solve(env: Environment, program: str, parent: np.ndarray | None, seed: int,
+              budget_s: float, memory_mb: int, ndim: int) -> Solved:
+    """Run `program`'s solve(parent, budget_s, seed) in the sandbox; map every failure.
+
+    A run that returns anything but a real `ndim`-dimensional array fails as invalid_output;
+    what the values mean (and whether they are valid) is the environment's to verify.
+    """
+    kwargs = {"parent": parent, "budget_s": float(budget_s), "seed": int(seed)}
+    limits = Limits(wall_s=budget_s + WALL_MARGIN_S, memory_mb=memory_mb)
+    res = run_function(program, "solve", kwargs, limits)
+    if res.failure:
+        return Solved(None, env.failed(res.failure, res.log, wall_s=res.wall_s), res.wall_s,
+                      res.stdout)
+    value = res.value
+    if value.ndim != ndim or value.dtype.kind == "c":
+        return Solved(None, env.failed(
+            "invalid_output", f"solve must return a {ndim}-D array of real numbers, got "
+            f"dtype {value.dtype}, shape {value.shape}", wall_s=res.wall_s), res.wall_s,
+            res.stdout)
+    return Solved(value, None, res.wall_s, res.stdout)
+
+
+def real_array(values: Any, what: str) -> np.ndarray:
+    """`values` as a float64 array (a copy); raises InvalidArtifact if they are not real numbers
+    or not finite. `what` names the expected form in messages, e.g. "a 1-D list of numbers"."""
+    if values is None or isinstance(values, (str, bytes, dict)):
+        raise InvalidArtifact(f"not {what}: got {type(values).__name__}")
+    try:
+        raw = np.asarray(values)
+        if raw.dtype.kind not in "biufO":  # complex, strings, dates: not real numbers
+            raise TypeError(f"got elements of dtype {raw.dtype}")
+        a = raw.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as e:  # ragged lists land here too
+        raise InvalidArtifact(f"not {what}: {e}") from e
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = np.unravel_index(int(np.argmax(bad)), a.shape)
+        index = where[0] if a.ndim == 1 else tuple(int(i) for i in where)
+        more = f" ({int(bad.sum())} non-finite values)" if bad.sum() > 1 else ""
+        raise InvalidArtifact(f"contains {a[where]} at index {index}{more}")
+    return a
+
+
+def unwrap(data: Any, keys: tuple[str, ...]) -> Any:
+    """The artefact inside a JSON object stored under one of `keys`, or `data` itself."""
+    if isinstance(data, dict):
+        for key in keys:
+            if key in data:
+                return data[key]
+        raise InvalidArtifact(f"a JSON object needs one of the keys {', '.join(keys)}; "
+                              f"got {', '.join(map(str, data)) or 'none'}")
+    return data
+
+
+def render_prompt(statement: str, parent: Parent, measure: str, target: str,
+                  handed: str, ask: str) -> str:
+    """The improvement prompt: statement, the parent's code with "before -> after" scores and
+    its stdout tail, the target, and how the parent's artefact reaches the new program."""
+    parts = [statement, ""]
+    if parent.code:
+        parts += [f"Parent program ({measure}: {fmt(parent.parent_score)} -> "
+                  f"{fmt(parent.score)}):", "```python", truncate(parent.code.strip()), "```"]
+        tail = (parent.stdout or "").strip()[-STDOUT_CHARS:]
+        if tail:
+            parts += ["Its output ended with:", tail]
+    elif parent.artifact is not None:
+        parts.append(f"Parent: a starting construction, {measure} = {fmt(parent.score)}.")
+    else:
+        parts.append("There is no parent yet: start from scratch.")
+    parts += ["", f"Target to beat: {target}. Your solve() receives the parent's construction "
+              f"as `parent` ({handed}).", ask, "Answer with one ```python code block."]
+    return "\n".join(parts)
+
+
+def fmt(score: float | None) -> str:
+    return "none" if score is None else f"{score:.10g}"
+
+
+def truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
+    """Keep the head and the tail of a long program (where imports and the return live)."""
+    if len(code) <= limit:
+        return code
+    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
+    return f"{head}\n# ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"
