@@ -1,0 +1,3 @@
+from environments.ahc058.env import AHC058Environment
+
+__all__ = ["AHC058Environment"]

@@ -1,0 +1,228 @@
+"""AHC039 purse seine: exact scorer on hand-made polygons, generator, public inputs, baseline."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from discover.environment import InvalidArtifact, load_environment
+from environments.ahc039 import AHC039Environment
+from environments.ahc039.problem import (
+    COORD_MAX,
+    MAX_PERIMETER,
+    Case,
+    N,
+    check_polygon,
+    format_input,
+    generate,
+    inside,
+    parse_input,
+    parse_output,
+    score_output,
+    score_polygon,
+)
+from environments.ahc_common import compile_cpp
+
+REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "ahc039" / "inputs"
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.is_dir(), reason=f"public AHC039 inputs not found at {REFERENCE}")
+BASELINE_PUBLIC_TOTAL = 99_893  # environments/ahc039/README.md: baseline on inputs 0000-0049
+
+
+def case_of(mackerels, sardines):
+    return Case(np.array(mackerels, dtype=np.int64).reshape(-1, 2),
+                np.array(sardines, dtype=np.int64).reshape(-1, 2))
+
+
+def poly(*pts):
+    return np.array(pts, dtype=np.int64)
+
+
+def answer(*pts):
+    return f"{len(pts)}\n" + "".join(f"{x} {y}\n" for x, y in pts)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return AHC039Environment(cases=2, workers=2)
+
+
+@pytest.fixture(scope="module")
+def baseline(env):
+    source = env.baseline_file.read_text()
+    assert compile_cpp(source).failure is None  # compiled once; later runs hit the cache
+    return source
+
+
+# --- the scorer on hand-made cases -------------------------------------------------------------
+
+def test_rectangle_counts_points_inside_and_on_the_boundary():
+    case = case_of([(10, 10), (20, 20), (30, 30), (50, 50), (30, 5)],
+                   [(15, 15), (20, 30), (31, 30), (60, 60)])
+    # (10,10) and (30,30) are corners, (20,30) lies on the top edge; (31,30), (30,5) are outside
+    assert score_output(case, answer((10, 10), (30, 10), (30, 30), (10, 30))) == 3 - 2 + 1
+    # clockwise order and a vertex in the middle of a straight edge change nothing
+    assert score_output(case, answer((10, 10), (10, 30), (30, 30), (30, 20), (30, 10))) == 2
+    # more sardines than mackerels: clamped at 0
+    assert score_polygon(case, poly((14, 14), (21, 14), (21, 31), (14, 31)))[:3] == (0, 1, 2)
+
+
+def test_inclusion_matches_a_union_of_rectangles():
+    # A comb: a base bar and three teeth, drawn as one polygon with two notches.
+    comb = poly((0, 0), (100, 0), (100, 100), (80, 100), (80, 20), (60, 20), (60, 100),
+                (40, 100), (40, 20), (20, 20), (20, 100), (0, 100))
+    rects = [(0, 100, 0, 20), (0, 20, 20, 100), (40, 60, 20, 100), (80, 100, 20, 100)]
+    xs, ys = np.meshgrid(np.arange(-3, 104), np.arange(-3, 104))
+    pts = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    want = np.zeros(len(pts), dtype=bool)
+    for x0, x1, y0, y1 in rects:
+        want |= (x0 <= pts[:, 0]) & (pts[:, 0] <= x1) & (y0 <= pts[:, 1]) & (pts[:, 1] <= y1)
+    check_polygon(comb)
+    assert np.array_equal(inside(comb, pts), want)
+    assert np.array_equal(inside(comb[::-1], pts), want)  # orientation does not matter
+
+
+@pytest.mark.parametrize("pts, words", [
+    ([(0, 0), (10, 0), (10, 0), (10, 10), (0, 10)], "are the same point"),  # repeated vertex
+    ([(0, 0), (10, 0), (10, 10), (5, 15), (0, 10)], "not axis-parallel"),
+    ([(0, 0), (10, 0), (5, 0), (5, 10), (0, 10)], "doubles back"),
+    ([(0, 0), (30, 0), (30, 30), (10, 30), (10, 10), (20, 10), (20, 20), (0, 20)],
+     "intersects itself"),  # edges cross
+    ([(0, 0), (20, 0), (20, 20), (0, 20), (0, 10), (10, 10), (10, 15), (0, 15)],
+     "intersects itself"),  # non-adjacent edges overlap along x = 0
+    ([(0, 0), (10, 0), (10, 10), (20, 10), (20, 20), (10, 20), (10, 10), (0, 10)],
+     "same point"),  # two squares meeting at a corner: a vertex used twice
+    ([(0, 0), (COORD_MAX, 0), (COORD_MAX, COORD_MAX), (0, COORD_MAX), (0, 60000), (1, 60000),
+      (1, 50000), (0, 50000)], "perimeter 400002 exceeds"),
+    ([(0, 0), (COORD_MAX + 1, 0), (COORD_MAX + 1, 5), (0, 5)], "outside"),
+    ([(0, 0), (10, 0), (10, 10)], "3 vertices"),
+])
+def test_each_invalid_polygon_rule(pts, words):
+    with pytest.raises(InvalidArtifact, match=words):
+        check_polygon(poly(*pts))
+    with pytest.raises(InvalidArtifact):  # and through the output path: a wrong answer
+        score_output(case_of([(1, 1)], [(2, 2)]), answer(*pts))
+
+
+def test_longest_legal_perimeter_and_largest_polygon():
+    full = poly((0, 0), (COORD_MAX, 0), (COORD_MAX, COORD_MAX), (0, COORD_MAX))
+    check_polygon(full)  # perimeter exactly 400000
+    case = generate(3)
+    assert score_polygon(case, full)[0] == 1  # every fish: N - N + 1
+    # a comb of 250 teeth: 1000 vertices, scored on 10,000 points
+    teeth = []
+    for k in range(250):
+        x = 400 * k
+        teeth += [(x, 1000), (x, 1300), (x + 200, 1300), (x + 200, 1000)]
+    teeth[0], teeth[-1] = (0, 500), (99_800, 500)  # the comb's back closes along y = 500
+    comb = poly(*teeth)
+    assert len(comb) == 1000 and np.abs(np.roll(comb, -1, 0) - comb).sum() <= MAX_PERIMETER
+    got, a, b = score_polygon(case, comb)
+    assert got == max(0, a - b + 1)
+    # points around the comb, its vertices and its edges' midpoints, against a plain loop
+    rng = np.random.default_rng(0)
+    probe = np.concatenate([rng.integers(0, [COORD_MAX + 1, 2001], size=(400, 2)),
+                            comb[::7], (comb[::5] + np.roll(comb, -1, 0)[::5]) // 2])
+    assert inside(comb, probe).tolist() == [_brute_inside(comb, p) for p in probe.tolist()]
+    with pytest.raises(InvalidArtifact, match="vertex count 1001"):
+        parse_output(answer(*comb.tolist(), (99_900, 500)))
+
+
+def _brute_inside(polygon, p):
+    """Independent check: on an edge, or an odd number of crossings of a ray going +y."""
+    x, y = p
+    pts = polygon.tolist()
+    crossings = 0
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True):
+        if min(x0, x1) <= x <= max(x0, x1) and min(y0, y1) <= y <= max(y0, y1):
+            return True
+        if y0 == y1 and y0 > y and min(x0, x1) <= x < max(x0, x1):
+            crossings += 1
+    return crossings % 2 == 1
+
+
+def test_output_parsing():
+    square = [(0, 0), (5, 0), (5, 5), (0, 5)]
+    bigger = [(0, 0), (9, 0), (9, 9), (0, 9)]
+    assert parse_output(answer(*square) + answer(*bigger)).tolist() == [list(p) for p in bigger]
+    for text, words in (("", "empty output"), ("4\n0 0\n1 0\n", "4 vertices announced, 2 given"),
+                        ("4 0 0 1 x 1 1 0 1", "not an integer"), ("2\n0 0\n1 1\n", "outside")):
+        with pytest.raises(InvalidArtifact, match=words):
+            parse_output(text)
+
+
+# --- the generator -------------------------------------------------------------------------------
+
+def test_generator_follows_the_statement():
+    case = generate(11)
+    pts = np.concatenate([case.mackerels, case.sardines])
+    assert case.mackerels.shape == case.sardines.shape == (N, 2)
+    assert pts.min() >= 0 and pts.max() <= COORD_MAX
+    assert len(np.unique(pts, axis=0)) == 2 * N  # distinct across both kinds
+    # clusters centred in [20000, 80000]^2 with sigma <= 5000: almost every fish near there
+    near = ((pts >= 20_000 - 4 * 5000) & (pts <= 80_000 + 4 * 5000)).all(axis=1)
+    assert near.mean() > 0.99
+    again = generate(11)
+    assert np.array_equal(again.mackerels, case.mackerels)
+    assert np.array_equal(again.sardines, case.sardines)
+    assert not np.array_equal(generate(12).mackerels, case.mackerels)
+    back = parse_input(format_input(case))
+    assert np.array_equal(back.mackerels, case.mackerels)
+    assert np.array_equal(back.sardines, case.sardines)
+
+
+def test_parse_input_rejects_bad_cases():
+    for text, words in (("", "empty"), ("2\n0 0\n1 1\n2 2\n", "needs 8 coordinates"),
+                        ("1\n0 0\n0 0\n", "not distinct"), ("1\n0 0\n0 100001\n", "outside")):
+        with pytest.raises(ValueError, match=words):
+            parse_input(text)
+
+
+# --- public inputs and the baseline ----------------------------------------------------------
+
+def public_cases():
+    return [(p.name, parse_input(p.read_text())) for p in sorted(REFERENCE.glob("*.txt"))]
+
+
+@needs_reference
+def test_public_inputs_parse_and_match_the_generator_rules():
+    paths = sorted(REFERENCE.glob("*.txt"))
+    assert len(paths) == 50
+    for p in paths:
+        text = p.read_text()
+        case = parse_input(text)  # N, ranges and distinctness are checked there
+        assert len(case.mackerels) == len(case.sardines) == N
+        assert format_input(case).split() == text.split()
+
+
+@needs_reference
+def test_baseline_on_public_inputs_is_stable(env, baseline):
+    ev = env.score_program(baseline, public_cases())
+    assert ev.ok, ev.log
+    assert ev.score == BASELINE_PUBLIC_TOTAL
+    assert len(ev.metrics["case_scores"]) == 50 and min(ev.metrics["case_scores"]) > 0
+
+
+def test_environment_runs_the_baseline(env, baseline):
+    assert env.initial_artifacts(1, seed=0) == [baseline]
+    ev = env.verify(baseline)
+    assert ev.ok, ev.log
+    assert ev.score == sum(ev.metrics["case_scores"]) and len(ev.metrics["case_scores"]) == 2
+    assert ev.reward == ev.score / 2 and ev.artifact == baseline
+    assert env.score_artifact(baseline) == ev.score
+    assert env.language == "cpp" and env.direction == "max" and env.cpu_slots == 2
+
+
+def test_cli_verify_prints_the_total(tmp_path, baseline):
+    prog = tmp_path / "prog.cpp"
+    prog.write_text(baseline)
+    res = subprocess.run([sys.executable, "-m", "discover.cli", "verify", "ahc039", str(prog)],
+                         capture_output=True, text=True, timeout=300)
+    if res.returncode != 0 and "No module named discover.cli" in res.stderr:
+        pytest.skip("discover.cli is not runnable as a module")
+    assert res.returncode == 0, res.stderr
+    total = float(res.stdout.strip())
+    want = load_environment("ahc039").verify(baseline)  # the default case set (4 cases)
+    assert total == want.score and len(want.metrics["case_scores"]) == 4
