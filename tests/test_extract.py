@@ -21,3 +21,12 @@ def test_no_code_and_unterminated():
 
 def test_cpp_aliases():
     assert extract_code("```cpp\nint main(){}\n```", "cpp") == "int main(){}\n"
+
+
+def test_bare_code_closed_by_a_lone_fence_is_taken():
+    text = "def solve():\n    return [9] * 10\n```\nThis returns nines."
+    assert extract_code(text, "python") == "def solve():\n    return [9] * 10\n"
+    assert extract_code("Sure! import numpy as np is useful", "python") is None
+    assert extract_code("#include <cstdio>\nint main(){}\n```", "cpp").startswith("#include")
+    # a fenced block always wins over bare code elsewhere
+    assert extract_code("def a(): pass\n```python\nx = 1\n```", "python") == "x = 1\n"
