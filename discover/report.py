@@ -148,7 +148,7 @@ def plot_rewards(d: RunData) -> Plot:
         far = bool(fr) and min(fr) < lo - 3 * span
         boxes = [valid[s] for s in steps if valid[s]]
         ax.boxplot(boxes, positions=[s for s in steps if valid[s]], widths=0.5,
-                   showfliers=False)
+                   showfliers=False, manage_ticks=False)
     else:
         far, band = False, None
     for s in steps:
@@ -159,15 +159,12 @@ def plot_rewards(d: RunData) -> Plot:
             ys = [band] * len(failed[s]) if far else failed[s]
             ax.scatter(s + rng.uniform(-0.15, 0.15, len(failed[s])), ys, s=16, marker="x",
                        color=FAIL_COLOUR, alpha=0.7, zorder=3)
-    label = "x: failed programs" + (f" (reward {min(fr):.3g}, drawn below the valid range)"
-                                    if far else "")
-    ax.set(xlabel="step", ylabel="reward",
-           title="reward per step: dots valid, box quartiles" if vr else
-           "reward per step: no valid program yet")
+    what = "dots: valid, boxes: quartiles" if vr else "no valid program yet"
+    ax.set(xlabel="step" + (f" (x: failures, reward {min(fr):.3g}, drawn under the valid range)"
+                            if far else ""),
+           ylabel="reward", title=f"reward per step ({what}" + (", x: failed)" if fr else ")"))
     ax.set_xlim(steps[0] - 0.6, steps[-1] + 0.6)
     _steps_axis(ax)
-    if fr:
-        ax.text(0.01, 0.02, label, transform=ax.transAxes, color=FAIL_COLOUR, fontsize=8)
     ax.grid(alpha=0.3)
     p.png = _png(fig)
     return p
