@@ -317,7 +317,7 @@ def stopped(live):
 def test_commands_while_the_run_writes(live, tmp_path):
     path, proc = live
     wait_steps(path, 1, proc)
-    best = cli_run("best", path)
+    best = cli_run("best", path, "-k", "1000")
     assert best.returncode == 0, best.stderr
     assert "in the archive" in best.stdout  # the initial state has no file ...
     assert not (path / "artifacts" / "1.json").exists()  # ... and `best` did not write one
