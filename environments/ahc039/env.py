@@ -25,7 +25,7 @@ class AHC039Environment(ContestEnvironment):
         is compiled and run once more (in the sandbox) to get its polygon."""
         from matplotlib.patches import Polygon
 
-        label, case = self.case_set()[0]
+        label, case = f"seed {self.case_seed}", problem.generate(self.case_seed)  # case 0
         comp = compile_cpp(_source(artifact), self.compile_timeout_s)
         if comp.binary is None:
             raise InvalidArtifact(f"the program does not compile: {comp.log[-300:]}")
