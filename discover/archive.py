@@ -389,6 +389,24 @@ class Archive:
         row = self.db.execute("SELECT MAX(step) FROM steps").fetchone()
         return -1 if row[0] is None else int(row[0])
 
+    def summary(self) -> list[dict]:
+        """One light row per candidate, in id order (no code, artefact or logs): what plots and
+        comparisons need, cheap to read even for a large run."""
+        rows = self.db.execute("SELECT id, step, parent_id, score, reward, ok, failure, initial, "
+                               "created_at FROM candidates ORDER BY id")
+        return [dict(id=i, step=s, parent_id=p, score=sc, reward=r, ok=bool(ok), failure=f,
+                     initial=bool(ini), created_at=t) for i, s, p, sc, r, ok, f, ini, t in rows]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one consistent state of the archive, even while a run commits steps
+        (a read transaction: WAL readers keep their snapshot until it ends)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
     def step_metrics(self) -> list[dict]:
         rows = self.db.execute("SELECT step, metrics FROM steps ORDER BY step")
         return [{"step": step, **json.loads(m)} for step, m in rows]

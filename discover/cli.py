@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from discover import config as config_mod
+from discover.archive import ArchiveError, CandidateNotFound
 from discover.config import Config, ConfigError
 from discover.environment import InvalidArtifact, UnknownEnvironment, load_environment, registered
 
@@ -18,7 +18,7 @@ RUN_FLAGS = {
     "init": ("run", "init_file"), "selection": ("run", "selection"),
     "model": ("policy", "model"), "backend": ("policy", "backend"),
     "base_url": ("policy", "base_url"), "max_new_tokens": ("policy", "max_new_tokens"),
-    "learner": ("learner", "method"), "ray_address": ("ray", "address"),
+    "learner": ("learner", "method"), "ray_address": ("ray", "address"), "log": ("run", "log"),
 }
 
 
@@ -38,6 +38,8 @@ def build_config(args: argparse.Namespace) -> Config:
     flags: dict = {"run": {"env": args.env}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
+        if isinstance(value, list):  # --log, given once per sink
+            value = ",".join(value)
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config_mod.apply(cfg, flags)
@@ -80,16 +82,20 @@ def cmd_best(args: argparse.Namespace) -> int:
         return 1
     print(f"{'rank':>4}  {'id':>6}  {'step':>4}  {'score':>16}  {'reward':>12}  artefact")
     for rank, c in enumerate(best, 1):
+        # Read-only: a run may be writing this directory. Initial states (and a candidate of a
+        # run killed between commit and file write) have no file; their artefact is in the
+        # archive, and `discover export` writes it out.
         path = run_dir / "artifacts" / f"{c.id}.json"
-        if not path.exists():  # initial states, or a kill between commit and file write
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(c.artifact))
-        print(f"{rank:>4}  {c.id:>6}  {c.step:>4}  {c.score:>16.10f}  {c.reward:>12.6g}  {path}")
+        where = path if path.exists() else f"in the archive: discover export {run_dir} {c.id}"
+        print(f"{rank:>4}  {c.id:>6}  {c.step:>4}  {c.score:>16.10f}  {c.reward:>12.6g}  {where}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    env = load_environment(args.env)
+    sets = config_mod.parse_set(args.set or [])
+    if set(sets) - {"env"}:
+        raise ConfigError("verify takes only environment options: --set env.KEY=VALUE")
+    env = load_environment(args.env, **sets.get("env", {}))
     try:
         artifact = env.load_artifact(args.file)
     except InvalidArtifact as e:
@@ -100,6 +106,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"invalid: {args.file}: {ev.log}", file=sys.stderr)
         return 1
     print(f"{ev.score:.10f}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from discover.inspection import open_run, show_text
+
+    print(show_text(open_run(args.run), args.id, full=args.full))
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from discover.inspection import open_run, tree_text
+
+    print(tree_text(open_run(args.run), args.id, depth=args.depth, width=args.width))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from discover.inspection import export, open_run, verify_command
+
+    run = open_run(args.run)
+    files = export(run, args.id, args.out)
+    for kind, path in files.items():
+        print(f"{kind:<10} {path}")
+    print(f"re-verify: {verify_command(run, files['artifact'])}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from discover.inspection import compare_text, open_run
+
+    print(compare_text([open_run(r) for r in args.runs]))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from discover.report import write_report
+
+    html = write_report(args.run, args.out)
+    print(f"report: {html}")
     return 0
 
 
@@ -149,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--max-new-tokens", type=int)
     r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"])
     r.add_argument("--ray-address", help="join an existing Ray cluster")
+    r.add_argument("--log", action="append", choices=["tensorboard", "wandb"],
+                   help="also log per-step metrics to TensorBoard or W&B (optional extras)")
     r.add_argument("--config", help="TOML config file")
     r.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     r.set_defaults(func=cmd_run)
@@ -161,7 +209,38 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="score an artefact file without running any program")
     v.add_argument("env")
     v.add_argument("file")
+    v.add_argument("--set", action="append", metavar="env.KEY=VALUE",
+                   help="an environment option, as the run had it (e.g. env.cases=8)")
     v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("show", help="one candidate: code, artefact, score, log and lineage")
+    s.add_argument("run")
+    s.add_argument("id", type=int)
+    s.add_argument("--full", action="store_true",
+                   help="the whole artefact and the model's whole completion")
+    s.set_defaults(func=cmd_show)
+
+    t = sub.add_parser("tree", help="the lineage tree of the best (or a given) candidate")
+    t.add_argument("run")
+    t.add_argument("id", type=int, nargs="?")
+    t.add_argument("--depth", type=int, default=1, help="generations of descendants shown")
+    t.add_argument("--width", type=int, default=8, help="children shown per candidate")
+    t.set_defaults(func=cmd_tree)
+
+    x = sub.add_parser("export", help="write a candidate's artefact and program to a folder")
+    x.add_argument("run")
+    x.add_argument("id", type=int, nargs="?", help="default: the best candidate")
+    x.add_argument("--out", required=True, help="a new (or empty) folder")
+    x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("compare", help="best, valid rate and samples-to-best of runs")
+    c.add_argument("runs", nargs="+")
+    c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="an HTML report with plots (and the PNGs)")
+    rp.add_argument("run")
+    rp.add_argument("--out", help="folder for report.html and the PNGs (default RUN/report)")
+    rp.set_defaults(func=cmd_report)
 
     e = sub.add_parser("envs", help="list installed environments")
     e.set_defaults(func=cmd_envs)
@@ -177,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UnknownEnvironment, InvalidArtifact, FileNotFoundError) as e:
+    except (ConfigError, UnknownEnvironment, InvalidArtifact, FileNotFoundError, ArchiveError,
+            CandidateNotFound, FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
 

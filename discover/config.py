@@ -18,6 +18,9 @@ class ConfigError(ValueError):
     pass
 
 
+LOG_SINKS = ("tensorboard", "wandb")  # run.log: metrics sinks beside metrics.jsonl
+
+
 @dataclass
 class RunSection:
     env: str = "erdos"
@@ -31,6 +34,7 @@ class RunSection:
     initial_states: int = 4
     selection: str = "puct"  # puct | greedy | fixed
     puct_c: float = 1.0
+    log: str = ""  # extra metrics sinks beside metrics.jsonl: "tensorboard", "wandb" or both
 
 
 @dataclass
@@ -77,6 +81,10 @@ class Config:
                 raise ConfigError(f"run.{name} must be at least 1, got {getattr(r, name)}")
         if r.selection not in ("puct", "greedy", "fixed"):
             raise ConfigError(f"run.selection must be puct, greedy or fixed, got {r.selection!r}")
+        sinks = [x.strip() for x in r.log.split(",") if x.strip()]
+        if any(x not in LOG_SINKS for x in sinks):
+            raise ConfigError(f"run.log must name sinks among {', '.join(LOG_SINKS)} "
+                              f"(comma-separated), got {r.log!r}")
         if self.policy.backend not in ("hf", "openai", "vllm"):
             raise ConfigError(
                 f"policy.backend must be hf, openai or vllm, got {self.policy.backend!r}")

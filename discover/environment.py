@@ -111,6 +111,14 @@ class Environment:
         except (OSError, ValueError) as e:
             raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
 
+    # --- pictures (optional) ---------------------------------------------------
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """Draw a picture of a valid artefact on matplotlib axes `ax` for `discover report`;
+        `metrics` are the candidate's stored evaluation metrics ({} when none were stored).
+        Return False when nothing was drawn. Optional: the default draws nothing, and the
+        report then says that this environment has no picture."""
+        return False
+
     # --- rewards --------------------------------------------------------------
     def reward(self, score: float) -> float:
         return -score if self.direction == "min" else score

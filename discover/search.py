@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from discover import config as config_mod
+from discover import metrics_log
 from discover.archive import Archive, Candidate, dedup_key
 from discover.config import Config, ConfigError
 from discover.environment import Environment, Parent, load_environment
@@ -32,6 +33,7 @@ class StepReport:
     tokens: int
     seconds: dict[str, float] = field(default_factory=dict)  # generate, score, learn
     learner: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the step's line of metrics.jsonl
 
 
 class RunDir:
@@ -155,6 +157,7 @@ def run(cfg: Config, resume: bool = False,
         on_step: Callable[[StepReport], None] | None = None) -> Path:
     """Run (or resume) a search; returns the run directory."""
     cfg.validate()
+    metrics_log.check(cfg.run.log)  # a missing optional package fails before anything is made
     env = load_environment(cfg.run.env, **cfg.env)
     rd, cfg = prepare_run_dir(cfg, resume)
     archive = Archive(rd.archive)
@@ -181,6 +184,7 @@ def run(cfg: Config, resume: bool = False,
         if version > 0:
             learner.load(rd.adapter(version))
     _rewrite_metrics(rd, archive)
+    log = metrics_log.MetricsLog(cfg.run.log, rd.path, cfg.to_dict()) if cfg.run.log else None
 
     t_run = time.monotonic()
     try:
@@ -188,9 +192,13 @@ def run(cfg: Config, resume: bool = False,
             if cfg.run.budget_s and time.monotonic() - t_run >= cfg.run.budget_s:
                 break
             report = run_step(step, cfg, env, archive, puct, policy, learner, pool, rd)
+            if log is not None:
+                log.write(step, {**report.metrics, "best_score": report.best_score})
             if on_step:
                 on_step(report)
     finally:
+        if log is not None:
+            log.close()
         pool.shutdown()
         archive.close()
     return rd.path
@@ -233,7 +241,7 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     best = archive.best(1)
     return StepReport(step=step, steps=cfg.run.steps, best_score=best[0].score if best else None,
                       valid=metrics["valid"], total=metrics["total"], tokens=metrics["tokens"],
-                      seconds=metrics["seconds"], learner=learn)
+                      seconds=metrics["seconds"], learner=learn, metrics=metrics)
 
 
 def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sample]],

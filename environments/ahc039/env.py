@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from discover.environment import InvalidArtifact
 from environments.ahc039 import problem
-from environments.ahc_common.env import ContestEnvironment
+from environments.ahc_common.cpp import compile_cpp, run_binary
+from environments.ahc_common.env import ContestEnvironment, _source
 
 HERE = Path(__file__).parent
 
@@ -16,3 +19,26 @@ class AHC039Environment(ContestEnvironment):
     prompt_file = HERE / "prompt.md"
     baseline_file = HERE / "baseline.cpp"
     published = {"best human": 566_997, "TTT-Discover": 567_062}  # totals over 150 cases
+
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The program's net over the fish of the first case. The artefact is a program, so it
+        is compiled and run once more (in the sandbox) to get its polygon."""
+        from matplotlib.patches import Polygon
+
+        label, case = f"seed {self.case_seed}", problem.generate(self.case_seed)  # case 0
+        comp = compile_cpp(_source(artifact), self.compile_timeout_s)
+        if comp.binary is None:
+            raise InvalidArtifact(f"the program does not compile: {comp.log[-300:]}")
+        run = run_binary(comp.binary, problem.format_input(case).encode(), self.cpu_s,
+                         self.memory_mb)
+        if run.status != "ok":
+            raise InvalidArtifact(f"the program failed on case {label}: {run.reason}")
+        poly = problem.parse_output(run.output)
+        score, a, b = problem.score_polygon(case, poly)
+        ax.scatter(*case.mackerels.T, s=1, c="tab:blue", label="mackerel", rasterized=True)
+        ax.scatter(*case.sardines.T, s=1, c="tab:red", label="sardine", rasterized=True)
+        ax.add_patch(Polygon(poly, closed=True, fill=False, edgecolor="black", linewidth=1.5))
+        ax.set(xlim=(0, problem.COORD_MAX), ylim=(0, problem.COORD_MAX), aspect="equal",
+               title=f"case {label}: {a} mackerels - {b} sardines + 1 = {score}")
+        ax.legend(loc="upper right", markerscale=6, fontsize=8)
+        return True

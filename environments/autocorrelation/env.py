@@ -74,6 +74,15 @@ class AutocorrelationEnvironment(Environment):
         rng = np.random.default_rng(seed)
         return [rng.uniform(0.0, 1.0, INITIAL_N).tolist() for _ in range(max(1, count))]
 
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The sequence as a step function, with its score."""
+        score = self.score_artifact(artifact)
+        f = np.asarray(arrays.unwrap(artifact, ARTIFACT_KEYS), dtype=np.float64)
+        ax.stairs(f, np.arange(len(f) + 1), fill=True, alpha=0.35)
+        ax.set(xlim=(0, len(f)), xlabel="index", ylabel="value",
+               title=f"sequence, n = {len(f)}, {self.measure} = {score:.10g}")
+        return True
+
     # --- scoring --------------------------------------------------------------
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else \

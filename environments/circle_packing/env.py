@@ -7,6 +7,7 @@ The program returns an (n, 3) array of rows (x, y, r); feasibility is exact with
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -97,6 +98,19 @@ class CirclePackingEnvironment(Environment):
             return self.failed("invalid_artifact", str(e))
         return Evaluation(ok=True, score=total, reward=self.reward(total), artifact=c.tolist(),
                           metrics={"n": self.n})
+
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The circles in the unit square, numbered as in the artefact."""
+        from matplotlib.patches import Circle, Rectangle
+
+        c = scoring.circles(arrays.unwrap(artifact, ARTIFACT_KEYS), self.n)
+        ax.add_patch(Rectangle((0, 0), 1, 1, fill=False, linewidth=1.5))
+        for i, (x, y, r) in enumerate(c):
+            ax.add_patch(Circle((x, y), r, alpha=0.45, edgecolor="black", linewidth=0.6))
+            ax.text(x, y, str(i), ha="center", va="center", fontsize=7)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal",
+               title=f"{self.n} circles, sum of radii = {math.fsum(c[:, 2]):.10f}")
+        return True
 
     def load_artifact(self, path: str | Path) -> Any:
         """{"circles": [[x, y, r], ...]} (extra keys such as "sum_radii" are ignored: the sum is

@@ -156,6 +156,28 @@ class DenoisingEnvironment(Environment):
                                "n_genes, split_seed or train_frac)")
         return self._run(program, seed)
 
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The candidate's normalised metrics as bars (0: no denoising, 1: perfect). Stored
+        metrics are used when there are any; otherwise the artefact's program is re-run."""
+        m = metrics or {}
+        if "mse_norm" not in m:
+            ev = self.verify(artifact)
+            if not ev.ok:
+                raise InvalidArtifact(ev.log)
+            m = ev.metrics
+        names = ("mse_norm", "poisson_norm", "score")
+        values = [float(m[k]) for k in names]
+        bars = ax.bar(names, values, color=["tab:blue", "tab:orange", "tab:green"])
+        ax.bar_label(bars, fmt="%.4f")
+        ax.axhline(self.poisson_threshold, color="tab:orange", linestyle=":", linewidth=1,
+                   label=f"Poisson bar {self.poisson_threshold:g}")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(ylim=(min(0.0, *values) - 0.05, max(1.05, *values) + 0.1),
+               ylabel="normalised (1 = perfect)",
+               title=f"denoising metrics, score {m['score']:.4f}")
+        ax.legend(loc="upper left", fontsize=8)
+        return True
+
     def load_artifact(self, path: str | Path) -> Any:
         """A JSON artefact ({"program": ..., "seed": ...}) or a .py file holding denoise()."""
         path = Path(path)

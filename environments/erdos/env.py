@@ -123,6 +123,15 @@ class ErdosEnvironment(Environment):
         return Evaluation(ok=True, score=c5, reward=self.reward(c5), artifact=h.tolist(),
                           metrics={"n": len(h)})
 
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The step function h on [0, 2], with the C5 it scores."""
+        c5, h = scoring.score(_unwrap(artifact))
+        ax.stairs(h, np.linspace(0.0, 2.0, len(h) + 1), fill=True, alpha=0.35)
+        ax.stairs(h, np.linspace(0.0, 2.0, len(h) + 1), linewidth=1.2)
+        ax.set(xlim=(0, 2), ylim=(0, 1.02), xlabel="x", ylabel="h(x)",
+               title=f"step function, n = {len(h)}, C5 = {c5:.10f}")
+        return True
+
     def load_artifact(self, path: str | Path) -> Any:
         """A JSON list, or a dict holding it under "sequence", "values" or "artifact"."""
         try:

@@ -65,6 +65,18 @@ class ToyEnvironment(Environment):
             raise InvalidArtifact("the counted numbers must be finite")
         return float(np.clip(np.floor(x[:MAX_LEN]), 0, MAX_DIGIT).sum())
 
+    def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
+        """The counted digits as bars."""
+        score = self.score_artifact(artifact)
+        x = np.asarray(artifact, dtype=np.float64).reshape(-1)[:MAX_LEN]
+        digits = np.clip(np.floor(x), 0, MAX_DIGIT)
+        bars = ax.bar(np.arange(len(digits)), digits)
+        ax.bar_label(bars, fmt="%g")
+        ax.set(xlim=(-0.6, MAX_LEN - 0.4), xticks=range(MAX_LEN), ylim=(0, MAX_DIGIT + 0.8),
+               xlabel="position (the first ten numbers count)", ylabel="counted digit",
+               title=f"digits, sum = {score:g} of {MAX_LEN * MAX_DIGIT}")
+        return True
+
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024))
         if res.failure:

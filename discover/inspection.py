@@ -1,0 +1,276 @@
+"""Read-only views of a run directory: one candidate, a lineage tree, an export, a comparison.
+
+A run may still be writing its directory (the driver is the archive's single writer), so nothing
+here writes into it: the archive is opened read-only and exports go to a folder of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from discover import config as config_mod
+from discover.archive import Archive, ArchiveError, Candidate
+from discover.config import ConfigError
+from discover.environment import registered
+
+PROGRAM_SUFFIX = {"python": ".py", "cpp": ".cpp"}
+ARTIFACT_PREVIEW = 2000  # characters of an artefact's JSON that `show` prints without --full
+
+
+@dataclass
+class Run:
+    path: Path
+    archive: Archive
+    env: str
+    env_options: dict  # the [env] table of the run's config.toml
+    direction: str | None  # "min" / "max"; None when the environment is not installed here
+    language: str | None
+
+
+def open_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not (path / "archive.sqlite").is_file():
+        raise ArchiveError(f"{path} holds no run: no archive.sqlite there")
+    archive = Archive(path / "archive.sqlite", readonly=True)
+    env = archive.get_meta("env") or "?"
+    options: dict = {}
+    if (path / "config.toml").is_file():
+        try:
+            options = config_mod.load_toml(path / "config.toml").get("env", {})
+        except ConfigError:
+            pass  # the archive still says everything these views need
+    direction = language = None
+    ep = registered().get(env)
+    if ep is not None:
+        try:
+            cls = ep.load()
+            direction, language = cls.direction, cls.language
+        except Exception:  # a broken plugin must not stop anyone reading the archive
+            pass
+    return Run(path, archive, env, options, direction, language)
+
+
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.10g}"
+
+
+def better_text(run: Run) -> str:
+    return {"min": "lower is better", "max": "higher is better"}.get(run.direction or "",
+                                                                      "direction unknown")
+
+
+def best_or(run: Run, cand_id: int | None) -> Candidate:
+    """The candidate `cand_id`, or the best valid one when it is None."""
+    if cand_id is not None:
+        return run.archive.get(cand_id)
+    best = run.archive.best(1)
+    if not best:
+        raise ArchiveError(f"{run.path} holds no valid candidate yet")
+    return best[0]
+
+
+def _line(c: Candidate) -> str:
+    what = f"score {fmt(c.score)}" if c.ok else f"failed: {c.failure}"
+    tag = "  (initial)" if c.initial else ""
+    return f"#{c.id}  step {c.step}  {what}  reward {c.reward:.6g}{tag}"
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines()) or prefix + "(empty)"
+
+
+# --- show -------------------------------------------------------------------------------------
+
+def show_text(run: Run, cand_id: int, full: bool = False) -> str:
+    a = run.archive
+    with a.snapshot():
+        c = a.get(cand_id)
+        chain = a.lineage(cand_id)
+        kids = a.children(cand_id)
+    status = "valid" if c.ok else f"failed ({c.failure})"
+    out = [f"candidate {c.id} of {run.path} ({run.env}, {better_text(run)})",
+           f"status: {status}",
+           f"score: {fmt(c.score)}    reward: {c.reward:.10g}",
+           f"step {c.step}, group {c.group_idx}, parent {c.parent_id}, policy version "
+           f"{c.policy_version}{', initial state' if c.initial else ''}",
+           f"generation {c.gen_s:.2f} s, evaluation {c.eval_s:.2f} s, {len(kids)} children"]
+    if c.metrics:
+        out.append("metrics: " + json.dumps(c.metrics)[:ARTIFACT_PREVIEW])
+    out += ["", "lineage (root first):"]
+    out += [f"  {_line(x)}" + ("   <- this" if x.id == c.id else "") for x in chain]
+    if c.log:
+        out += ["", "log:", _indent(c.log)]
+    if c.stdout and c.stdout != c.log:
+        out += ["", "stdout (tail):", _indent(c.stdout)]
+    if c.code is not None:
+        out += ["", f"program ({run.language or 'code'}):", _indent(c.code)]
+    elif c.initial:
+        out += ["", "program: none (an initial state)"]
+    else:
+        out += ["", "program: none: the model's completion held no code block to run"]
+    if c.completion and (full or c.code is None):
+        tail = c.completion if full else c.completion[-ARTIFACT_PREVIEW:]
+        cut = "" if tail == c.completion else f", the last {ARTIFACT_PREVIEW:,} characters"
+        out += ["", f"completion (the model's answer{cut}):", _indent(tail)]
+    if c.artifact is None:
+        out += ["", "artefact: none"]
+    else:
+        text = json.dumps(c.artifact)
+        if full or len(text) <= ARTIFACT_PREVIEW:
+            out += ["", f"artefact (JSON, {len(text):,} characters):", _indent(text)]
+        else:
+            out += ["", f"artefact (JSON, {len(text):,} characters; the first "
+                        f"{ARTIFACT_PREVIEW:,} shown: --full for all, or discover export):",
+                    _indent(text[:ARTIFACT_PREVIEW] + " ...")]
+    return "\n".join(out)
+
+
+# --- tree -------------------------------------------------------------------------------------
+
+def _siblings_note(a: Archive, c: Candidate) -> str:
+    if c.parent_id is None:
+        return ""
+    others = [x for x in a.children(c.parent_id) if x.id != c.id]
+    if not others:
+        return ""
+    valid = [x for x in others if x.ok]
+    best = max(valid, key=lambda x: x.reward) if valid else None
+    note = f"   [{len(others)} siblings: {len(valid)} valid"
+    if best is not None:
+        note += f", best #{best.id} score {fmt(best.score)}"
+    return note + f", {len(others) - len(valid)} failed]"
+
+
+def tree_text(run: Run, cand_id: int | None = None, depth: int = 1, width: int = 8) -> str:
+    """The lineage of a candidate (the best by default) from its root, each ancestor with a
+    note on its siblings, then its own descendants down to `depth` generations (the `width`
+    best children of each node; the rest counted)."""
+    a = run.archive
+    with a.snapshot():
+        target = best_or(run, cand_id)
+        is_best = [b.id for b in a.best(1)] == [target.id]
+        chain = a.lineage(target.id)
+        head = (f"lineage of #{target.id}{' (the best so far)' if is_best else ''} in {run.path}: "
+                f"{run.env}, {better_text(run)}, {len(chain) - 1} generation(s) from its root")
+        out = [head]
+        for g, c in enumerate(chain):
+            pad = "    " * (g - 1) + "└── " if g else ""
+            mark = "   <== this" if c.id == target.id else _siblings_note(a, c)
+            out.append(pad + _line(c) + mark)
+        _subtree(a, target, "    " * (len(chain) - 1), depth, width, out)
+    return "\n".join(out)
+
+
+def _subtree(a: Archive, c: Candidate, pad: str, depth: int, width: int, out: list[str]) -> None:
+    if depth <= 0:
+        return
+    kids = sorted(a.children(c.id), key=lambda x: (not x.ok, -x.reward, x.id))
+    shown = kids[:width]
+    for i, k in enumerate(shown):
+        last = i == len(shown) - 1 and len(kids) <= width
+        out.append(pad + ("└── " if last else "├── ") + _line(k))
+        _subtree(a, k, pad + ("    " if last else "│   "), depth - 1, width, out)
+    if len(kids) > width:
+        rest = kids[width:]
+        out.append(pad + f"└── ... {len(rest)} more children "
+                         f"({sum(x.ok for x in rest)} valid)")
+
+
+# --- export -----------------------------------------------------------------------------------
+
+def verify_command(run: Run, artifact_file: Path) -> str:
+    sets = [f"--set env.{k}={json.dumps(v)}" for k, v in sorted(run.env_options.items())]
+    return shlex.join(["discover", "verify", run.env, str(artifact_file)]) + \
+        "".join(" " + shlex.quote(s) for s in sets)
+
+
+def export(run: Run, cand_id: int | None, out: str | Path) -> dict[str, Path]:
+    """Write a candidate's artefact (artifact.json, which `discover verify` reads), its program
+    and a candidate.json describing it into `out`, a new or empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; export writes into a "
+                              f"new folder so that nothing is overwritten")
+    a = run.archive
+    with a.snapshot():
+        c = best_or(run, cand_id)
+        chain = a.lineage(c.id)
+    if not c.ok or c.artifact is None:
+        raise ArchiveError(f"candidate {c.id} is not valid ({c.failure}): it has no artefact to "
+                           f"export; `discover show {run.path} {c.id}` shows its program and log")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"artifact": out / "artifact.json", "candidate": out / "candidate.json"}
+    files["artifact"].write_text(json.dumps(c.artifact))
+    if c.code is not None:
+        files["program"] = out / ("program" + PROGRAM_SUFFIX.get(run.language or "", ".txt"))
+        files["program"].write_text(c.code)
+    meta: dict[str, Any] = {
+        "env": run.env, "env_options": run.env_options, "id": c.id, "step": c.step,
+        "score": c.score, "reward": c.reward, "direction": run.direction,
+        "policy_version": c.policy_version, "run": str(run.path.resolve()),
+        "lineage": [{"id": x.id, "step": x.step, "score": x.score} for x in chain],
+        "files": {k: p.name for k, p in files.items()},
+        "verify": verify_command(run, Path("artifact.json")),
+    }
+    files["candidate"].write_text(json.dumps(meta, indent=2) + "\n")
+    return files
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+def run_stats(run: Run) -> dict:
+    """Best, valid rate and samples-to-best of one run (samples: generated candidates, in the
+    order they were stored; samples-to-best counts those up to and including the best)."""
+    a = run.archive
+    with a.snapshot():
+        rows = a.summary()
+        steps = a.last_step() + 1
+    generated = [r for r in rows if not r["initial"]]
+    valid = [r for r in rows if r["ok"]]
+    best = max(valid, key=lambda r: (r["reward"], -r["id"])) if valid else None
+    start = min((r["created_at"] for r in rows), default=None)
+    stats = {"run": str(run.path), "env": run.env, "steps": steps, "samples": len(generated),
+             "valid_rate": (sum(r["ok"] for r in generated) / len(generated)) if generated
+             else None, "best_score": None, "best_id": None, "best_step": None,
+             "samples_to_best": None, "time_to_best_s": None}
+    if best is not None:
+        stats.update(best_score=best["score"], best_id=best["id"], best_step=best["step"],
+                     samples_to_best=sum(1 for r in generated if r["id"] <= best["id"]),
+                     time_to_best_s=best["created_at"] - start)
+    return stats
+
+
+def compare_text(runs: list[Run]) -> str:
+    stats = [run_stats(r) for r in runs]
+    head = ["run", "env", "steps", "samples", "valid", "best score", "best id", "step",
+            "samples to best", "time to best"]
+    table = [head]
+    for s in stats:
+        rate = "-" if s["valid_rate"] is None else f"{100 * s['valid_rate']:.1f}%"
+        t = s["time_to_best_s"]
+        table.append([s["run"], s["env"], str(s["steps"]), str(s["samples"]), rate,
+                      fmt(s["best_score"]), str(s["best_id"] or "-"),
+                      "-" if s["best_step"] is None else str(s["best_step"]),
+                      "-" if s["samples_to_best"] is None else str(s["samples_to_best"]),
+                      "-" if t is None else _duration(t)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in table]
+    by_env = {r.env: r for r in runs}
+    notes = [f"{env}: {better_text(r)}" for env, r in by_env.items()]
+    if len(by_env) > 1:
+        notes.append("the runs are of different environments: their scores do not compare")
+    return "\n".join(lines + [""] + notes)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
