@@ -166,7 +166,9 @@ def test_cpu_limit_is_a_timeout():
     t0 = time.monotonic()
     res = call("while True:\n    pass", Limits(wall_s=30, cpu_s=1))
     assert res.failure == "timeout", res.log
-    assert time.monotonic() - t0 < 2 + MARGIN_S
+    # well before the 30 s wall clock: the CPU limit stopped it (a loaded machine may take a
+    # few wall seconds to hand out one CPU second)
+    assert time.monotonic() - t0 < 15
 
 
 def test_memory_bomb():
