@@ -53,8 +53,8 @@ _run_counter = itertools.count()
 class Limits:
     wall_s: float = 10.0  # wall-clock timeout; whole process tree killed
     cpu_s: float | None = None  # RLIMIT_CPU; default ceil(wall_s) + 1
-    # RLIMIT_AS; None sets none: CUDA reserves far more address space than it touches
-    # (tens of GiB of virtual mappings at start-up), so GPU programs cannot run under this limit.
+    # RLIMIT_AS; None sets none (the driver's own is inherited): CUDA reserves far more address
+    # space than it touches (tens of GiB of mappings at start-up), so GPU programs need None.
     memory_mb: int | None = 2048
     file_mb: int = 64  # RLIMIT_FSIZE (per file)
     max_procs: int = 64  # RLIMIT_NPROC (only effective when running as a dropped uid)
