@@ -228,6 +228,8 @@ class TriMulEnvironment(Environment):
         The parent's code is in the prompt already, so parent_artifact is unused."""
         ev = self.run(program, int(seed))
         if not (ev.ok and self.mode == "timed" and ev.score < self.best_us and self.retimes):
+            if ev.ok and self.mode == "timed":
+                ev.metrics["retimed"] = False
             return ev
         first, figures = ev.score, []
         for k in range(1, self.retimes + 1):
@@ -238,7 +240,8 @@ class TriMulEnvironment(Environment):
                                    first_us=first, retimes_us=figures)
             figures.append(again.score)
         confirmed = statistics.median(figures)
-        ev.metrics.update(first_us=first, retimes_us=figures, confirmed_us=confirmed)
+        ev.metrics.update(retimed=True, first_us=first, retimes_us=figures,
+                          confirmed_us=confirmed)
         ev.score, ev.reward = confirmed, self.reward(confirmed)
         ev.log = (f"re-timed: first {first:.1f} µs beat this scorer's best "
                   f"({self.best_us:.1f} µs); {self.retimes} more runs gave "
