@@ -25,6 +25,7 @@ from environments.trimul import (
     reference_kernel,
     runner,
 )
+from environments.trimul import env as env_module
 from environments.trimul.reference import WEIGHT_NAMES
 
 CUDA = torch.cuda.is_available()
@@ -172,8 +173,9 @@ def test_registered_and_options():
 def test_timed_mode_is_refused_without_cuda(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         TriMulEnvironment(mode="timed")
-    with pytest.warns(UserWarning, match="correctness mode"):
-        auto = TriMulEnvironment()
+    env_module._told.clear()
+    auto = TriMulEnvironment()
+    assert "runs in correctness mode" in capsys.readouterr().err
     assert auto.mode == "correctness" and auto.direction == "max" and auto.gpus == 0.0
     run_dir = tmp_path / "run"
     rc = cli_main(["run", "trimul", "--set", "env.mode=timed", "--steps", "1",

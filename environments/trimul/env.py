@@ -20,7 +20,6 @@ import os
 import secrets
 import statistics
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +82,9 @@ class TriMulEnvironment(Environment):
         if mode is None:
             mode = "timed" if cuda else "correctness"
             if not cuda:
-                warnings.warn("trimul: no CUDA device, so this runs in correctness mode: kernels "
-                              f"are checked on CPU at N <= {max_n}, times are unavailable and "
-                              "the score is 1.0 (pass), not a time", stacklevel=2)
+                _tell_once(f"trimul: no CUDA device, so this runs in correctness mode: kernels "
+                           f"are checked on CPU at N <= {max_n}, times are unavailable and the "
+                           "score is 1.0 (pass), not a time")
         if mode not in MODES:
             raise ValueError(f"trimul: mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "timed" and not cuda:
@@ -396,6 +395,16 @@ class TriMulEnvironment(Environment):
                          "median_us": statistics.median(times), "max_us": max(times)})
         geomean = math.exp(statistics.fmean(math.log(r["mean_us"]) for r in rows))
         return {"geomean_us": geomean, "benchmarks": rows}
+
+
+_told: set[str] = set()
+
+
+def _tell_once(message: str) -> None:
+    """A notice on stderr, once per process (the CLI, the search and each scorer build one)."""
+    if message not in _told:
+        _told.add(message)
+        print(message, file=sys.stderr)
 
 
 def _result(res: RunResult, nonce: str) -> dict | None:
