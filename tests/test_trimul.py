@@ -366,6 +366,41 @@ def test_triton_kernels_run_through_the_interpreter_or_say_why_not(env):
         assert ev.failure == "crash" and "triton is not installed" in ev.log, ev.log
 
 
+# The benchmark loop of the harness, run on CPU with its wall-clock stand-in for CUDA events
+# (the environment itself times nothing on CPU; this checks the loop and the driver's reading).
+
+def timing_job(env, repeats):
+    job = env.job(seed=0)
+    job["tests"], job["save"] = job["tests"][:1], []
+    job["benchmarks"] = [{**s.as_dict(), "seed": 100 + i}
+                         for i, s in enumerate(reduced(BENCHMARKS[:2], 8))]
+    job["timing"] = {**env.timing, "min_repeats": 3, "max_repeats": repeats}
+    return job
+
+
+def test_benchmark_loop_reports_raw_timings_the_driver_scores(env):
+    job = timing_job(env, repeats=4)
+    res, result = env.execute(program_source("reference_kernel"), job)
+    assert result is not None and result["status"] == "ok", res.stderr[-2000:]
+    m = env.score_timings(job, result)
+    assert [r["label"] for r in m["benchmarks"]] == [b["label"] for b in job["benchmarks"]]
+    assert all(3 <= r["runs"] <= 4 and r["min_us"] > 0 for r in m["benchmarks"])
+    means = [r["mean_us"] for r in m["benchmarks"]]
+    assert m["geomean_us"] == pytest.approx(math.sqrt(means[0] * means[1]))
+
+
+def test_every_timed_repeat_is_checked(env):
+    """Right for the warm-up calls, wrong from the first timed repeat on: caught there."""
+    program = program_source("reference_kernel").replace(
+        "def custom_kernel(data):", "calls = [0]\n\ndef custom_kernel(data):\n"
+        "    calls[0] += 1\n    if calls[0] > 1 + 2:  # the correctness test and 2 warm-ups\n"
+        "        return torch.zeros_like(data[0])")
+    job = timing_job(env, repeats=4)
+    res, result = env.execute(program, job)
+    assert result is not None and result["status"] == "invalid_artifact", res.stderr[-2000:]
+    assert "repeat 1, benchmark 1 of 2" in result["message"]
+
+
 # --- the CUDA timing path (only where a CUDA device exists) ---------------------------------
 
 @pytest.fixture(scope="module")

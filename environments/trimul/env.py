@@ -242,8 +242,9 @@ class TriMulEnvironment(Environment):
         ev.metrics.update(retimed=True, first_us=first, retimes_us=figures,
                           confirmed_us=confirmed)
         ev.score, ev.reward = confirmed, self.reward(confirmed)
-        ev.log = (f"re-timed: first {first:.1f} µs beat this scorer's best "
-                  f"({self.best_us:.1f} µs); {self.retimes} more runs gave "
+        best = "none yet" if math.isinf(self.best_us) else f"{self.best_us:.1f} µs"
+        ev.log = (f"re-timed: first {first:.1f} µs beat this scorer's best ({best}); "
+                  f"{self.retimes} more runs gave "
                   f"{', '.join(f'{f:.1f}' for f in figures)} µs; recorded the median "
                   f"{confirmed:.1f} µs\n{ev.log}")
         self.best_us = min(self.best_us, confirmed)
@@ -269,20 +270,8 @@ class TriMulEnvironment(Environment):
         if not isinstance(program, str) or not program.strip():
             return self.failed("no_code", "the program is empty")
         job = self.job(seed, tests)
-        files = {"main.py": (HERE / "runner.py").read_bytes(),
-                 "reference.py": (HERE / "reference.py").read_bytes(),
-                 "program.py": program.encode("utf-8", "replace"),
-                 "job.json": json.dumps(job).encode()}
         timed = self.mode == "timed"
-        limits = Limits(wall_s=self.wall_s,
-                        # CUDA busy-waits and compilers use threads: CPU time may exceed wall time
-                        cpu_s=self.wall_s * (4 if timed else 1) + 5,
-                        memory_mb=None if timed else self.memory_mb,
-                        max_procs=self.max_procs, file_mb=max(256, (self.recheck_bytes >> 20) + 8),
-                        output_mb=(self.recheck_bytes >> 20) + 8)
-        res = run_program([sys.executable, "-s", "-B", "main.py"], files, limits,
-                          outputs=["result.json", "outputs.npz"])
-        result = _result(res, job["nonce"])
+        res, result = self.execute(program, job)
         if res.status == "timeout":
             return self.failed("timeout", f"killed after {res.wall_s:.0f} s (wall_s="
                                f"{self.wall_s:g}){_tail(res)}", wall_s=res.wall_s)
@@ -304,7 +293,7 @@ class TriMulEnvironment(Environment):
             return self.failed("invalid_artifact", str(e), wall_s=res.wall_s)
         metrics.update(mode=self.mode, device=result.get("device_name"),
                        torch=result.get("torch"), wall_s=res.wall_s,
-                       tests_passed=len(result["tests"]))
+                       tests_passed=len(job["tests"]))
         artifact = {"program": program, "seed": seed}
         if timed:
             score = metrics["geomean_us"]
@@ -322,6 +311,24 @@ class TriMulEnvironment(Environment):
                      "score 1.0 = pass"]
         return Evaluation(ok=True, score=score, reward=self.reward(score), artifact=artifact,
                           metrics=metrics, log="\n".join(lines))
+
+    def execute(self, program: str, job: dict) -> tuple[RunResult, dict | None]:
+        """Run the harness on `job` in the sandbox: the run, and its result.json when that is
+        genuine (carries the job's nonce)."""
+        files = {"main.py": (HERE / "runner.py").read_bytes(),
+                 "reference.py": (HERE / "reference.py").read_bytes(),
+                 "program.py": program.encode("utf-8", "replace"),
+                 "job.json": json.dumps(job).encode()}
+        gpu = job["device"] == "cuda"
+        limits = Limits(wall_s=self.wall_s,
+                        # CUDA busy-waits and compilers use threads: CPU time may exceed wall time
+                        cpu_s=self.wall_s * (4 if gpu else 1) + 5,
+                        memory_mb=None if gpu else self.memory_mb,
+                        max_procs=self.max_procs, file_mb=max(256, (self.recheck_bytes >> 20) + 8),
+                        output_mb=(self.recheck_bytes >> 20) + 8)
+        res = run_program([sys.executable, "-s", "-B", "main.py"], files, limits,
+                          outputs=["result.json", "outputs.npz"])
+        return res, _result(res, job["nonce"])
 
     def job(self, seed: int, tests: bool = True) -> dict:
         """What the harness is told to do: configurations with this run's seeds, outputs to
