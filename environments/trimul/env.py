@@ -338,8 +338,8 @@ class TriMulEnvironment(Environment):
         if self.mode == "timed":
             if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU Ray gave this scorer
                 env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        else:
-            env["TRITON_INTERPRET"] = "1"  # Triton kernels, where triton exists, run on CPU
+        else:  # CPU only, even on a GPU machine; Triton kernels (where triton exists) too
+            env.update(CUDA_VISIBLE_DEVICES="", TRITON_INTERPRET="1")
 
         def with_seed(s: Spec) -> dict:
             return {**s.as_dict(), "seed": mix(s.seed, seed)}
