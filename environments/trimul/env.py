@@ -57,10 +57,6 @@ def program_source(name: str) -> str:
     return (HERE / "programs" / f"{name}.py").read_text()
 
 
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
 class TriMulEnvironment(Environment):
     name = "trimul"
     direction = "min"  # correctness mode: "max" (the score is a pass mark, not a time)
@@ -78,7 +74,7 @@ class TriMulEnvironment(Environment):
         if options:  # a misspelt option must not be silently ignored
             raise ValueError(f"unknown option(s) for trimul: {', '.join(sorted(options))}; "
                              f"known: {', '.join(OPTIONS)}")
-        cuda = cuda_available()
+        cuda = torch.cuda.is_available()
         if mode is None:
             mode = "timed" if cuda else "correctness"
             if not cuda:
@@ -182,7 +178,8 @@ class TriMulEnvironment(Environment):
             parts.append("There is no parent yet: start from scratch.")
         if self.mode == "timed":
             parts += ["", f"Target: below {self.target:g} µs (the published record on an H100; "
-                          f"best human {RECORDS_US['best human, H100']:g} µs)."]
+                          f"best human {RECORDS_US['best human, H100']:g} µs; on an A100 the "
+                          f"record is {RECORDS_US['TTT-Discover, A100']:g} µs)."]
         parts.append("Write an improved custom_kernel(data). Answer with one ```python code "
                      "block.")
         return "\n".join(parts)
