@@ -53,7 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from discover.progress import Progress
 
     cfg = build_config(args)
-    env = load_environment(cfg.run.env, **cfg.env)
+    try:
+        env = load_environment(cfg.run.env, **cfg.env)
+    except ValueError as e:  # it refused its options, e.g. a timed mode on a machine without GPU
+        raise ConfigError(str(e)) from e
     print(f"discover: {cfg.run.env} ({env.direction}imise), {cfg.run.steps} steps x "
           f"{cfg.run.groups} groups x {cfg.run.group_size}, model {cfg.policy.model}, "
           f"learner {cfg.learner.method}", file=sys.stderr)

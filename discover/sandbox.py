@@ -53,15 +53,20 @@ _run_counter = itertools.count()
 class Limits:
     wall_s: float = 10.0  # wall-clock timeout; whole process tree killed
     cpu_s: float | None = None  # RLIMIT_CPU; default ceil(wall_s) + 1
-    memory_mb: int = 2048  # RLIMIT_AS
+    # RLIMIT_AS; None sets none (the driver's own is inherited): CUDA reserves far more address
+    # space than it touches (tens of GiB of mappings at start-up), so GPU programs need None.
+    memory_mb: int | None = 2048
     file_mb: int = 64  # RLIMIT_FSIZE (per file)
     max_procs: int = 64  # RLIMIT_NPROC (only effective when running as a dropped uid)
     output_mb: int = 64  # max size of a result file read back
 
     def __post_init__(self) -> None:
-        for name in ("wall_s", "memory_mb", "file_mb", "max_procs", "output_mb"):
+        for name in ("wall_s", "file_mb", "max_procs", "output_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
+        if self.memory_mb is not None and not self.memory_mb > 0:
+            raise ValueError(f"Limits.memory_mb must be positive or None (no address-space "
+                             f"limit), got {self.memory_mb!r}")
         if self.cpu_s is not None and not self.cpu_s > 0:
             raise ValueError(f"Limits.cpu_s must be positive or None, got {self.cpu_s!r}")
 
@@ -234,11 +239,12 @@ def _rlimits(limits: Limits, nproc: int) -> list[tuple[int, tuple[int, int]]]:
     wanted = [
         # soft < hard: SIGXCPU first (a namespace init ignores it), SIGKILL one second later.
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-        (resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2),
         (resource.RLIMIT_FSIZE, (limits.file_mb * mb,) * 2),
         (resource.RLIMIT_NPROC, (nproc, nproc)),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
+    if limits.memory_mb is not None:
+        wanted.append((resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2))
     out = []
     for res, (soft, hard) in wanted:  # never above our own hard limit (not root: cannot raise)
         cap = resource.getrlimit(res)[1]

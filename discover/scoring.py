@@ -50,6 +50,10 @@ class ScorerPool:
         opts: dict[str, Any] = {"num_cpus": cpus}
         if env.gpus:
             opts["num_gpus"] = env.gpus
+            # No more scorers than the GPUs can hold: an actor Ray cannot place never starts,
+            # and a job sent to it would wait forever.
+            gpus = ray.available_resources().get("GPU", 0.0)
+            size = max(1, min(size, int(gpus // env.gpus)))
         self.actors = [Scorer.options(**opts).remote(env_name, env_options) for _ in range(size)]
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -174,6 +175,17 @@ def test_cpu_limit_is_a_timeout():
 def test_memory_bomb():
     res = call("a = np.ones(50 * 10**9 // 8)\nreturn a[:3]", Limits(wall_s=5, memory_mb=1024))
     assert res.failure == "memory", res.log
+
+
+def test_memory_limit_none_sets_no_address_space_limit():
+    """GPU programs run with memory_mb=None: CUDA maps far more address space than it uses."""
+    probe = "import resource; print(*resource.getrlimit(resource.RLIMIT_AS))"
+    limited = run_program([sys.executable, "-c", probe], {}, Limits(wall_s=30, memory_mb=512))
+    assert limited.stdout.split() == [str(512 << 20)] * 2, limited.stderr
+    free = run_program([sys.executable, "-c", probe], {}, Limits(wall_s=30, memory_mb=None))
+    assert free.stdout.split() == [str(v) for v in resource.getrlimit(resource.RLIMIT_AS)]
+    with pytest.raises(ValueError, match="memory_mb"):
+        Limits(memory_mb=0)
 
 
 def test_run_program_maps_bad_alloc_to_memory():
