@@ -452,5 +452,9 @@ def test_discover_run_trimul_in_correctness_mode(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     best = subprocess.run([*cmd, "best", str(rd)], capture_output=True, text=True, timeout=60)
     assert best.returncode == 0 and "1.0000000000" in best.stdout, best.stdout
-    art = json.loads(next((rd / "artifacts").glob("*.json")).read_text())
+    out = tmp_path / "best"
+    exp = subprocess.run([*cmd, "export", str(rd), "--out", str(out)], capture_output=True,
+                         text=True, timeout=60)
+    assert exp.returncode == 0, exp.stderr
+    art = json.loads((out / "artifact.json").read_text())
     assert art["program"] == program_source("reference_kernel")
