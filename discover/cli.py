@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
 from discover import config as config_mod
 from discover.config import Config, ConfigError
-from discover.environment import InvalidArtifact, UnknownEnvironment, load_environment, registered
+from discover.environment import (
+    InvalidArtifact,
+    InvalidOptions,
+    UnknownEnvironment,
+    load_environment,
+    registered,
+)
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
 RUN_FLAGS = {
@@ -57,10 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"learner {cfg.learner.method}", file=sys.stderr)
     try:
         run_dir = search.run(cfg, resume=args.resume, on_step=Progress(cfg.run.env, env.direction))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the step in progress was discarded; finished steps are stored.\n"
-              f"resume with: discover run {cfg.run.env} --run-dir {cfg.run.run_dir} --resume",
-              file=sys.stderr)
+    except search.Interrupted as e:
+        print(f"\ndiscover: interrupted: {e}\nresume with: {e.resume}", file=sys.stderr)
         return 130
     print(f"run directory: {run_dir}\nbest: discover best {run_dir}", file=sys.stderr)
     return 0
@@ -174,12 +179,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from discover.archive import ArchiveError
+    from discover.model_store import MissingModel
+
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UnknownEnvironment, InvalidArtifact, FileNotFoundError) as e:
+    except (ConfigError, UnknownEnvironment, InvalidArtifact, InvalidOptions, ArchiveError,
+            MissingModel, FileNotFoundError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as e:  # the machine's side: disk full, permissions, ...
+        print(f"discover: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndiscover: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -28,16 +28,20 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 TAIL_BYTES = 8192  # of stdout / stderr read back
+DISK_POLL_S = 0.25  # how often what a run wrote is measured
+MAX_FILES = 10_000  # files and directories one run may create
 LOG_CHARS = 2000  # of stderr kept in FunctionResult.log
 _MEMORY_PATTERNS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _HARNESS_EXIT = {0: "ok", 10: "crash", 11: "syntax_error", 12: "memory", 13: "invalid_output"}
@@ -55,11 +59,12 @@ class Limits:
     cpu_s: float | None = None  # RLIMIT_CPU; default ceil(wall_s) + 1
     memory_mb: int = 2048  # RLIMIT_AS
     file_mb: int = 64  # RLIMIT_FSIZE (per file)
+    disk_mb: int = 512  # all files it writes together (polled; its directory, /tmp, /dev/shm)
     max_procs: int = 64  # RLIMIT_NPROC (only effective when running as a dropped uid)
     output_mb: int = 64  # max size of a result file read back
 
     def __post_init__(self) -> None:
-        for name in ("wall_s", "memory_mb", "file_mb", "max_procs", "output_mb"):
+        for name in ("wall_s", "memory_mb", "file_mb", "disk_mb", "max_procs", "output_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
         if self.cpu_s is not None and not self.cpu_s > 0:
@@ -78,6 +83,7 @@ class RunResult:
     stderr: str  # tail
     wall_s: float
     outputs: dict[str, bytes]  # requested output files that exist and are <= output_mb
+    reason: str = ""  # why the sandbox killed it, if it did
 
 
 @dataclass
@@ -203,7 +209,8 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
             except OSError as e:  # e.g. argv[0] does not exist
                 return RunResult("crash", None, "", f"cannot start {argv[0]}: {e}",
                                  time.monotonic() - start, {})
-            returncode, cpu_s, killed = _wait(proc, limits.wall_s)
+            disk = functools.partial(_over_disk, work, uid, limits.disk_mb << 20)
+            returncode, cpu_s, killed = _wait(proc, limits.wall_s, disk)
             wall_s = time.monotonic() - start
             _kill_leftovers(proc.pid, uid)
             stdout, stderr = _tail(fout), _tail(ferr)
@@ -213,7 +220,9 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
         got = {name: data for name in outputs
                if (data := _read_output(work, name, limits.output_mb << 20)) is not None}
         # Past its CPU seconds it got SIGXCPU, or SIGKILL at the hard limit: a timeout too.
-        if killed or returncode == -signal.SIGXCPU or \
+        if killed and killed != "wall":
+            status = "crash"  # over a resource the kernel does not limit for us (disk)
+        elif killed or returncode == -signal.SIGXCPU or \
                 (returncode != 0 and cpu_s >= limits.cpu_seconds - 0.05):
             status = "timeout"
         elif returncode == 0:
@@ -222,7 +231,8 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
             status = "memory"
         else:
             status = "crash"
-        return RunResult(status, returncode, stdout, stderr, wall_s, got)
+        return RunResult(status, returncode, stdout, stderr, wall_s, got,
+                         "" if killed in ("", "wall") else killed)
     finally:
         _remove(root)
         if uid is not None:
@@ -254,10 +264,14 @@ def _set_limits(rlimits: list[tuple[int, tuple[int, int]]]) -> None:
         resource.setrlimit(res, value)
 
 
-def _wait(proc: subprocess.Popen, wall_s: float) -> tuple[int, float, bool]:
-    """Wait up to wall_s, then SIGKILL the process group. Returns (returncode, cpu_s, killed)."""
+def _wait(proc: subprocess.Popen, wall_s: float,
+          over: Callable[[], str] = lambda: "") -> tuple[int, float, str]:
+    """Wait up to wall_s, then SIGKILL the process group; kill it earlier when `over()` (polled
+    every DISK_POLL_S) names a reason. Returns (returncode, cpu_s, why killed: "", "wall", or
+    over()'s reason)."""
     deadline = time.monotonic() + wall_s
-    killed, pause = False, 0.001
+    next_poll = time.monotonic() + DISK_POLL_S
+    killed, pause = "", 0.001
     while True:
         try:
             pid, status, usage = os.wait4(proc.pid, 0 if killed else os.WNOHANG)
@@ -266,15 +280,50 @@ def _wait(proc: subprocess.Popen, wall_s: float) -> tuple[int, float, bool]:
             return proc.returncode, 0.0, killed
         if pid:
             break
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             _killpg(proc.pid)
-            killed = True
+            killed = "wall"
             continue
+        if now >= next_poll:
+            next_poll = now + DISK_POLL_S
+            if reason := over():
+                _killpg(proc.pid)
+                killed = reason
+                continue
         time.sleep(pause)
         pause = min(pause * 2, 0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)  # tell Popen it is reaped
     # wait4 counts the descendants it (and unshare) reaped: the program's CPU time.
     return proc.returncode, usage.ru_utime + usage.ru_stime, killed
+
+
+def _over_disk(work: str, uid: int | None, max_bytes: int) -> str:
+    """Why the run must stop for what it wrote, or "": bytes on disk (or in /dev/shm's memory)
+    in its directory and, with a uid of its own, its files in the world-writable directories."""
+    used, files, stack = 0, 0, [work]
+    if uid is not None:
+        for top in _WORLD_WRITABLE:
+            try:
+                stack += [e.path for e in os.scandir(top)
+                          if e.stat(follow_symlinks=False).st_uid == uid]
+            except OSError:
+                continue
+    while stack:
+        path = stack.pop()
+        try:
+            st = os.lstat(path)
+            used += st.st_blocks * 512
+            files += 1
+            if stat.S_ISDIR(st.st_mode):
+                stack += [e.path for e in os.scandir(path)]
+        except OSError:
+            continue
+        if used > max_bytes:
+            return f"wrote more than disk_mb={max_bytes >> 20} MB"
+        if files > MAX_FILES:
+            return f"created more than {MAX_FILES} files"
+    return ""
 
 
 def _killpg(pgid: int) -> None:
@@ -441,6 +490,8 @@ def _function_outcome(res: RunResult) -> tuple[str | None, str]:
     """The failure kind and a reason, from the run and the harness's status file."""
     if res.status == "timeout":
         return "timeout", f"killed after {res.wall_s:.1f} s (wall-clock or CPU-time limit)"
+    if res.reason:
+        return "crash", f"killed by the sandbox: {res.reason}"
     reported = {}
     try:
         reported = json.loads(res.outputs.get("status.json", b"{}"))

@@ -285,3 +285,26 @@ def test_isolation_reports_the_mode():
         uid, pid = res.stdout.split()
         assert int(uid) >= sandbox._UID_BASE
         assert pid == "1" or not ISO["pidns"]
+
+
+# --- what a run writes: its directory and the world-writable ones, together ---------------------
+
+@pytest.mark.parametrize("where", [".", "/dev/shm", "/tmp"])
+def test_disk_filler_is_stopped(where):
+    if where != "." and not ISO["uid_drop"]:
+        pytest.skip(f"files outside its directory are not attributable in mode {ISO['mode']}")
+    t0 = time.monotonic()
+    res = call(f"""
+chunk = b"x" * 2**20
+for i in range(10**6):
+    with open(f"{where}/fill-{{os.getpid()}}-{{i}}", "wb") as f:
+        for _ in range(4):
+            f.write(chunk)""", Limits(wall_s=20, disk_mb=32))
+    assert res.failure == "crash" and "disk_mb=32" in res.log, res.log
+    assert time.monotonic() - t0 < 20  # stopped by the disk limit, not the clock
+
+
+def test_file_count_is_bounded():
+    res = call("os.mkdir('d')\nfor i in range(10**7):\n    open(f'd/{i}', 'w').close()",
+               Limits(wall_s=60))
+    assert res.failure == "crash" and f"more than {sandbox.MAX_FILES} files" in res.log, res.log
