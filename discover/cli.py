@@ -133,6 +133,29 @@ def cmd_new_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from discover.integrity import check_run_dir
+
+    problems = check_run_dir(args.run)
+    if not problems:
+        print(f"{args.run}: sound (archive integrity, whole steps, artefact files, metrics, "
+              f"adapters)")
+        return 0
+    print(f"{args.run}: {len(problems)} problem(s)", file=sys.stderr)
+    for p in problems:
+        print(f"  {p}", file=sys.stderr)
+    if not check_run_dir(args.run, repairable_ok=True):
+        print("only files that `discover run ENV --run-dir RUN --resume` rewrites are missing "
+              "or behind (a killed run); the archive is sound", file=sys.stderr)
+    return 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from discover import doctor
+
+    return doctor.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="discover", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +198,16 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("name")
     n.add_argument("--dir", default=".")
     n.set_defaults(func=cmd_new_env)
+
+    c = sub.add_parser("check", help="integrity check of a run directory (archive and files)")
+    c.add_argument("run")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("doctor", help="check this installation and say how to fix what is missing")
+    from discover.doctor import add_arguments
+
+    add_arguments(d)
+    d.set_defaults(func=cmd_doctor)
     return p
 
 
