@@ -18,6 +18,7 @@ Python through _harness.py and returns the function's value as a numeric ndarray
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import itertools
@@ -51,6 +52,8 @@ _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 # never share one (a shared uid would share RLIMIT_NPROC: one fork bomb would starve the rest).
 _UID_BASE = 1 << 30
 _run_counter = itertools.count()
+_PR_SET_PDEATHSIG = 1
+_PRCTL = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
 
 
 @dataclass
@@ -106,7 +109,18 @@ def _namespace_args(as_root: bool) -> list[str]:
 
 
 def _drop_args(uid: int) -> list[str]:
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    # Changing uid clears the parent-death signal that `unshare --kill-child` set; set it again.
+    death = ["--pdeathsig=KILL"] if _setpriv_has_pdeathsig() else []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *death]
+
+
+@functools.cache
+def _setpriv_has_pdeathsig() -> bool:  # util-linux >= 2.33
+    try:
+        return "--pdeathsig" in subprocess.run(["setpriv", "--help"], capture_output=True,
+                                               text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @functools.cache
@@ -205,7 +219,8 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
                 proc = subprocess.Popen(
                     prefix + argv, cwd=work, env=env, stdin=fin, stdout=fout, stderr=ferr,
                     start_new_session=True, close_fds=True,
-                    preexec_fn=functools.partial(_set_limits, _rlimits(limits, nproc)))
+                    preexec_fn=functools.partial(_in_child, _rlimits(limits, nproc),
+                                                 os.getpid()))
             except OSError as e:  # e.g. argv[0] does not exist
                 return RunResult("crash", None, "", f"cannot start {argv[0]}: {e}",
                                  time.monotonic() - start, {})
@@ -258,10 +273,17 @@ def _rlimits(limits: Limits, nproc: int) -> list[tuple[int, tuple[int, int]]]:
     return out
 
 
-def _set_limits(rlimits: list[tuple[int, tuple[int, int]]]) -> None:
-    """In the child between fork and exec: only plain setrlimit calls (no imports, no locks)."""
+def _in_child(rlimits: list[tuple[int, tuple[int, int]]], parent: int) -> None:
+    """In the child between fork and exec: only plain calls (no imports, no locks).
+
+    Limits, and SIGKILL when the parent dies: a killed scorer or driver must not leave the
+    program running (with namespaces, its death tears the whole namespace down)."""
     for res, value in rlimits:
         resource.setrlimit(res, value)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
 
 
 def _wait(proc: subprocess.Popen, wall_s: float,

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -234,6 +237,8 @@ def test_no_network():
         port = server.getsockname()[1]
         res = call(f"""
 import socket
+import subprocess
+import sys
 try:
     socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
     return 1
@@ -308,3 +313,27 @@ def test_file_count_is_bounded():
     res = call("os.mkdir('d')\nfor i in range(10**7):\n    open(f'd/{i}', 'w').close()",
                Limits(wall_s=60))
     assert res.failure == "crash" and f"more than {sandbox.MAX_FILES} files" in res.log, res.log
+
+
+def test_a_killed_parent_takes_its_program_down():
+    """A scorer or driver killed mid-run (SIGKILL: no clean-up of ours runs) leaves nothing."""
+    marker = f"discover-orphan-{uuid.uuid4().hex}"
+    program = (f"import os\ndef f():\n    os.execv('/bin/sh', ['sh', '-c', "
+               f"'sleep 120; true # {marker}'])\n")
+    tmp_path = tempfile.mkdtemp()  # in the fixture's root, which the dropped uid can cross
+    os.chmod(tmp_path, 0o711)
+    parent = subprocess.Popen(  # (the program goes by environment: argv would show the marker)
+        [sys.executable, "-c", "import os\nfrom discover.sandbox import Limits, run_function\n"
+         "run_function(os.environ['PROGRAM'], 'f', {}, Limits(wall_s=120))"],
+        env={**os.environ, "TMPDIR": str(tmp_path), "PROGRAM": program})
+    deadline = time.monotonic() + 60
+    while not pids_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_with(marker), "the program never started"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while pids_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_with(marker) == []
+    shutil.rmtree(tmp_path)  # what the killed parent could not clean up
