@@ -79,6 +79,20 @@ class ArchiveError(RuntimeError):
     """The archive file is missing, not an archive, or asked to do something inconsistent."""
 
 
+class EmptyArchive(ArchiveError):
+    """An SQLite file with no tables yet: a run killed before its first commit leaves one."""
+
+
+def check_archive(path: str | Path) -> None:
+    """Raise ArchiveError if `path` holds anything but an archive this discover reads, without
+    writing to it. No file, or an empty one (nothing was stored yet), is fine."""
+    if Path(path).exists():
+        try:
+            Archive(path, readonly=True).close()
+        except EmptyArchive:
+            pass
+
+
 class CandidateNotFound(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])
@@ -193,7 +207,7 @@ class Archive:
         if readonly:
             if not tables:
                 self.db.close()
-                raise ArchiveError(f"{self.path} is empty: not a discover archive")
+                raise EmptyArchive(f"{self.path} is empty: not a discover archive")
             return
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")  # a finished step survives a power cut

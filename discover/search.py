@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from discover import config as config_mod
-from discover.archive import Archive, Candidate, dedup_key
+from discover.archive import Archive, Candidate, check_archive, dedup_key
 from discover.config import Config, ConfigError
 from discover.environment import Environment, Parent, load_environment
 from discover.extract import extract_code
@@ -95,9 +95,13 @@ def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
             f"{rd.path} already holds a run; pass --resume or choose another --run-dir")
     try:
         rd.path.mkdir(parents=True, exist_ok=True)
-        rd.artifacts.mkdir(exist_ok=True)
         write_atomic(rd.path / ".write-test", "")  # a read-only directory fails here, not later
         (rd.path / ".write-test").unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to run directory {rd.path}: {e.strerror or e}") from e
+    check_archive(rd.archive)  # refuse a corrupt or foreign archive before writing anything
+    try:
+        rd.artifacts.mkdir(exist_ok=True)
         rd.lock()
         cfg.run.run_dir = str(rd.path)
         write_atomic(rd.config, config_mod.dumps(cfg))
