@@ -242,8 +242,9 @@ def run(cfg: Config, resume: bool = False,
             if isinstance(e, Interrupted):
                 raise
             done = archive.last_step() + 1
-            raise Interrupted(f"stopped during step {done + 1}, which was discarded; "
-                              f"{done} finished steps are stored", _resume_command(cfg)) from None
+            raise Interrupted(f"stopped before step {done + 1} was stored (it is discarded and "
+                              f"runs again on resume); {done} finished steps are stored",
+                              _resume_command(cfg)) from None
         finally:
             if pool is not None:
                 pool.shutdown()
