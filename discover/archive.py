@@ -79,6 +79,20 @@ class ArchiveError(RuntimeError):
     """The archive file is missing, not an archive, or asked to do something inconsistent."""
 
 
+class EmptyArchive(ArchiveError):
+    """An SQLite file with no tables yet: a run killed before its first commit leaves one."""
+
+
+def check_archive(path: str | Path) -> None:
+    """Raise ArchiveError if `path` holds anything but an archive this discover reads, without
+    writing to it. No file, or an empty one (nothing was stored yet), is fine."""
+    if Path(path).exists():
+        try:
+            Archive(path, readonly=True).close()
+        except EmptyArchive:
+            pass
+
+
 class CandidateNotFound(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])
@@ -183,10 +197,17 @@ class Archive:
             self.db.close()
             raise ArchiveError(f"{self.path} is an SQLite file but not a discover archive "
                                f"(tables: {', '.join(sorted(tables))}); it was left untouched")
+        # Check the schema before writing anything: another version's archive stays as it was.
+        found = self.get_meta("archive_schema") if "meta" in tables else None
+        if tables and found != SCHEMA_VERSION:
+            self.db.close()
+            raise ArchiveError(f"{self.path} has archive schema {found}, this discover reads "
+                               f"{SCHEMA_VERSION}: use the discover version that wrote it; "
+                               f"it was left untouched")
         if readonly:
             if not tables:
                 self.db.close()
-                raise ArchiveError(f"{self.path} is empty: not a discover archive")
+                raise EmptyArchive(f"{self.path} is empty: not a discover archive")
             return
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")  # a finished step survives a power cut
@@ -197,10 +218,6 @@ class Archive:
                     self.db.execute(stmt)
             if self.get_meta("archive_schema") is None:
                 self._set_meta("archive_schema", SCHEMA_VERSION)
-        found = self.get_meta("archive_schema")
-        if found != SCHEMA_VERSION:
-            raise ArchiveError(f"{self.path} has archive schema {found}, this discover reads "
-                               f"{SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -216,13 +233,18 @@ class Archive:
         """One write transaction: all of it is stored, or none of it."""
         if self.readonly:
             raise ArchiveError(f"{self.path} was opened read-only")
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may already have rolled back (disk full)
+                    self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as e:  # disk full, read-only file system, locked ...
+            raise ArchiveError(f"cannot write to {self.path}: {e}; nothing of this write was "
+                               f"stored, everything stored before is intact") from e
 
     # --- meta --------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
@@ -253,6 +275,7 @@ class Archive:
                 for cid, c, r in zip(ids, candidates, rows, strict=True):
                     puct.add_initial(cid, c.reward, r["key"])
                 self._save_puct(puct)
+                self._set_meta("initialised", True)  # with the states: a kill cannot split them
         except BaseException:
             restore_state(puct, saved)
             raise
@@ -261,10 +284,11 @@ class Archive:
         return ids
 
     def commit_step(self, step: int, groups: list[tuple[int, list[Candidate]]], puct: Puct,
-                    metrics: dict) -> list[list[int]]:
+                    metrics: dict, adapter: tuple[int, str] | None = None) -> list[list[int]]:
         """Store a whole step in ONE transaction: every child of every group, the PUCT update
-        (puct.observe_group per group) and the steps row. On any error nothing of the step is
-        stored and `puct` is put back as it was. Returns the new ids per group."""
+        (puct.observe_group per group), the steps row and the step's new adapter version
+        (version, path), if any. On any error nothing of the step is stored and `puct` is put
+        back as it was. Returns the new ids per group."""
         last = self.last_step()
         if step <= last:
             raise ArchiveError(f"step {step} is already stored in {self.path} (last finished "
@@ -290,6 +314,8 @@ class Archive:
                 self._save_puct(puct)
                 self.db.execute("INSERT INTO steps (step, metrics, finished_at) VALUES (?, ?, ?)",
                                 (step, _metrics_json(metrics), time.time()))
+                if adapter is not None:
+                    self._add_adapter(adapter[0], step, adapter[1])
         except BaseException:
             restore_state(puct, saved)
             raise
@@ -301,8 +327,11 @@ class Archive:
     def add_adapter(self, version: int, step: int, path: str) -> None:
         """Record an adapter version (re-recording a version replaces it: a resumed step)."""
         with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO adapters (version, step, path, created_at) "
-                            "VALUES (?, ?, ?, ?)", (version, step, str(path), time.time()))
+            self._add_adapter(version, step, path)
+
+    def _add_adapter(self, version: int, step: int, path: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO adapters (version, step, path, created_at) "
+                        "VALUES (?, ?, ?, ?)", (version, step, str(path), time.time()))
 
     def _row(self, c: Candidate, step: int, parent_id: int | None, initial: bool, where: str,
              group_idx: int | None = None) -> dict:
@@ -440,6 +469,45 @@ class Archive:
             "OR id IN (SELECT id FROM candidates WHERE ok = 0) ORDER BY id")]
         if unknown:
             problems.append(f"PUCT nodes that are not valid candidates: {_brief(unknown)}")
+        initial = self.db.execute("SELECT COUNT(*) FROM candidates WHERE initial = 1").fetchone()[0]
+        if bool(initial) != bool(self.get_meta("initialised")):
+            problems.append(f"{initial} initial states but initialised = "
+                            f"{self.get_meta('initialised')!r}")
+        return problems + self._step_problems() + self._adapter_problems()
+
+    def _step_problems(self) -> list[str]:
+        """Every finished step holds exactly the children its metrics counted."""
+        problems = []
+        counts = dict(self.db.execute(
+            "SELECT step, COUNT(*) FROM candidates WHERE step >= 0 GROUP BY step"))
+        for m in self.step_metrics():
+            if "total" in m and counts.get(m["step"], 0) != m["total"]:
+                problems.append(f"step {m['step']} holds {counts.get(m['step'], 0)} candidates, "
+                                f"its metrics count {m['total']}")
+        return problems
+
+    def _adapter_problems(self) -> list[str]:
+        """Adapter rows agree with the candidates' policy versions and the learner's version."""
+        problems = []
+        versions = {a["version"]: a for a in self.adapters()}
+        unknown = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT policy_version FROM candidates WHERE policy_version != 0 "
+            "ORDER BY policy_version") if r[0] not in versions]
+        if unknown:
+            problems.append(f"candidates sampled with policy versions that have no adapter "
+                            f"row: {_brief(unknown)}")
+        steps = set(r[0] for r in self.db.execute("SELECT step FROM steps"))
+        stray = [v for v, a in versions.items() if a["step"] not in steps]
+        if stray:
+            problems.append(f"adapter versions recorded for steps that are not stored: "
+                            f"{_brief(stray)}")
+        metrics = self.step_metrics()
+        last = metrics[-1].get("version") if metrics else None
+        if last and last not in versions:
+            problems.append(f"the last step's policy version {last} has no adapter row")
+        elif versions and last is not None and max(versions) != last:
+            problems.append(f"the latest adapter is version {max(versions)}, the last step's "
+                            f"policy version is {last}")
         return problems
 
 

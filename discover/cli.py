@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
 from discover import config as config_mod
 from discover.archive import ArchiveError, CandidateNotFound
 from discover.config import Config, ConfigError
-from discover.environment import InvalidArtifact, UnknownEnvironment, load_environment, registered
+from discover.environment import (
+    InvalidArtifact,
+    InvalidOptions,
+    UnknownEnvironment,
+    load_environment,
+    registered,
+)
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
 RUN_FLAGS = {
@@ -62,10 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"learner {cfg.learner.method}", file=sys.stderr)
     try:
         run_dir = search.run(cfg, resume=args.resume, on_step=Progress(cfg.run.env, env.direction))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the step in progress was discarded; finished steps are stored.\n"
-              f"resume with: discover run {cfg.run.env} --run-dir {cfg.run.run_dir} --resume",
-              file=sys.stderr)
+    except search.Interrupted as e:
+        print(f"\ndiscover: interrupted: {e}\nresume with: {e.resume}", file=sys.stderr)
         return 130
     print(f"run directory: {run_dir}\nbest: discover best {run_dir}", file=sys.stderr)
     return 0
@@ -177,6 +182,29 @@ def cmd_new_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from discover.integrity import check_run_dir
+
+    problems = check_run_dir(args.run)
+    if not problems:
+        print(f"{args.run}: sound (archive integrity, whole steps, artefact files, metrics, "
+              f"adapters)")
+        return 0
+    print(f"{args.run}: {len(problems)} problem(s)", file=sys.stderr)
+    for p in problems:
+        print(f"  {p}", file=sys.stderr)
+    if not check_run_dir(args.run, repairable_ok=True):
+        print("only files that `discover run ENV --run-dir RUN --resume` rewrites are missing "
+              "or behind (a killed run); the archive is sound", file=sys.stderr)
+    return 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from discover import doctor
+
+    return doctor.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="discover", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -252,17 +280,35 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("name")
     n.add_argument("--dir", default=".")
     n.set_defaults(func=cmd_new_env)
+
+    c = sub.add_parser("check", help="integrity check of a run directory (archive and files)")
+    c.add_argument("run")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("doctor", help="check this installation and say how to fix what is missing")
+    from discover.doctor import add_arguments
+
+    add_arguments(d)
+    d.set_defaults(func=cmd_doctor)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from discover.model_store import MissingModel
+
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UnknownEnvironment, InvalidArtifact, FileNotFoundError, ArchiveError,
-            CandidateNotFound, FileExistsError) as e:
+    except (ConfigError, UnknownEnvironment, InvalidArtifact, InvalidOptions, ArchiveError,
+            CandidateNotFound, MissingModel, FileNotFoundError, FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as e:  # the machine's side: disk full, permissions, ...
+        print(f"discover: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndiscover: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

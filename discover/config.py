@@ -76,9 +76,21 @@ class Config:
 
     def validate(self) -> None:
         r = self.run
-        for name in ("steps", "groups", "group_size", "initial_states"):
-            if getattr(r, name) < 1:
-                raise ConfigError(f"run.{name} must be at least 1, got {getattr(r, name)}")
+        at_least = {("run", "steps"): 1, ("run", "groups"): 1, ("run", "group_size"): 1,
+                    ("run", "initial_states"): 1, ("run", "budget_s"): 0, ("run", "puct_c"): 0,
+                    ("policy", "max_new_tokens"): 1, ("policy", "batch_size"): 1,
+                    ("policy", "threads"): 0, ("learner", "lora_rank"): 1,
+                    ("learner", "lora_alpha"): 1, ("learner", "micro_batch"): 1,
+                    ("learner", "kl_coef"): 0, ("learner", "beta"): 0,
+                    ("ray", "scorer_slots"): 0}
+        for (section, name), low in at_least.items():
+            value = getattr(getattr(self, section), name)
+            if not value >= low:  # (also refuses NaN)
+                raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
+        for section, name in (("policy", "temperature"), ("learner", "lr")):
+            value = getattr(getattr(self, section), name)
+            if not value > 0:
+                raise ConfigError(f"{section}.{name} must be positive, got {value}")
         if r.selection not in ("puct", "greedy", "fixed"):
             raise ConfigError(f"run.selection must be puct, greedy or fixed, got {r.selection!r}")
         sinks = [x.strip() for x in r.log.split(",") if x.strip()]
@@ -91,8 +103,6 @@ class Config:
         if self.policy.backend == "openai" and not self.policy.base_url:
             raise ConfigError(
                 "policy.backend = 'openai' needs policy.base_url (e.g. http://host:8000/v1)")
-        if self.policy.max_new_tokens < 1 or self.policy.temperature <= 0:
-            raise ConfigError("policy.max_new_tokens must be >= 1 and policy.temperature > 0")
         methods = ("none", "entropic", "entropic-fixed", "mean")
         if self.learner.method not in methods:
             raise ConfigError(

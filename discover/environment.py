@@ -146,6 +146,10 @@ def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+class InvalidOptions(ValueError):
+    """Options (the [env] config section) that the environment refuses."""
+
+
 class UnknownEnvironment(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])
@@ -164,4 +168,7 @@ def load_environment(name: str, **options: Any) -> Environment:
             f"unknown environment {name!r}; installed: {known}. "
             f"A plugin registers under the entry-point group '{ENTRY_POINT_GROUP}'.")
     cls = eps[name].load()
-    return cls(**options)
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as e:  # a bad option names itself at the boundary
+        raise InvalidOptions(f"environment {name!r}: {e}") from e

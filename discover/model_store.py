@@ -62,6 +62,27 @@ def ensure_embedded() -> Path:
     return out
 
 
+def check_model(name: str) -> None:
+    """Refuse a model that cannot load, before a run creates or starts anything.
+
+    `smollm2` needs its package (or the converted folder); a path (absolute, ./, ../, ~, or an
+    existing folder) must be a model folder; anything else is a Hugging Face id, left to
+    transformers."""
+    if name in (EMBEDDED, "embedded", "default"):
+        out = embedded_dir()
+        if not ((out / "config.json").exists() and any(out.glob("*.safetensors"))):
+            _gguf_location()
+        return
+    path = Path(name).expanduser()
+    if name.startswith(("/", "./", "../", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise MissingModel(
+                f"model folder {name} not found; --model takes 'smollm2' (the embedded model), "
+                f"a local model folder (with config.json), or a Hugging Face model id")
+        if not (path / "config.json").exists():
+            raise MissingModel(f"{name} is not a model folder: it holds no config.json")
+
+
 def resolve_model(name: str) -> Path | str:
     """`smollm2` (the embedded default) -> cached folder; anything else is passed through."""
     if name in (EMBEDDED, "embedded", "default"):

@@ -19,7 +19,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from discover.model_store import resolve_model
+from discover.model_store import MissingModel, resolve_model
 from discover.policy import Sample
 
 
@@ -70,8 +70,11 @@ class HFPolicy:
             torch.set_num_threads(threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_parse_dtype(dtype))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_parse_dtype(dtype))
+        except OSError as e:  # not found locally nor on the Hub (or no network to ask it)
+            raise MissingModel(f"cannot load model {model!r}: {e}") from e
         self.model.to(self.device).eval()
         self.system_prompt = system_prompt
         self.batch_size = batch_size

@@ -18,6 +18,7 @@ Python through _harness.py and returns the function's value as a numeric ndarray
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import itertools
@@ -28,16 +29,20 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 TAIL_BYTES = 8192  # of stdout / stderr read back
+DISK_POLL_S = 0.25  # how often what a run wrote is measured
+MAX_FILES = 10_000  # files and directories one run may create
 LOG_CHARS = 2000  # of stderr kept in FunctionResult.log
 _MEMORY_PATTERNS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _HARNESS_EXIT = {0: "ok", 10: "crash", 11: "syntax_error", 12: "memory", 13: "invalid_output"}
@@ -47,6 +52,8 @@ _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 # never share one (a shared uid would share RLIMIT_NPROC: one fork bomb would starve the rest).
 _UID_BASE = 1 << 30
 _run_counter = itertools.count()
+_PR_SET_PDEATHSIG = 1
+_PRCTL = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
 
 
 @dataclass
@@ -57,11 +64,12 @@ class Limits:
     # space than it touches (tens of GiB of mappings at start-up), so GPU programs need None.
     memory_mb: int | None = 2048
     file_mb: int = 64  # RLIMIT_FSIZE (per file)
+    disk_mb: int = 512  # all files it writes together (polled; its directory, /tmp, /dev/shm)
     max_procs: int = 64  # RLIMIT_NPROC (only effective when running as a dropped uid)
     output_mb: int = 64  # max size of a result file read back
 
     def __post_init__(self) -> None:
-        for name in ("wall_s", "file_mb", "max_procs", "output_mb"):
+        for name in ("wall_s", "file_mb", "disk_mb", "max_procs", "output_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
         if self.memory_mb is not None and not self.memory_mb > 0:
@@ -83,6 +91,7 @@ class RunResult:
     stderr: str  # tail
     wall_s: float
     outputs: dict[str, bytes]  # requested output files that exist and are <= output_mb
+    reason: str = ""  # why the sandbox killed it, if it did
 
 
 @dataclass
@@ -105,7 +114,18 @@ def _namespace_args(as_root: bool) -> list[str]:
 
 
 def _drop_args(uid: int) -> list[str]:
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    # Changing uid clears the parent-death signal that `unshare --kill-child` set; set it again.
+    death = ["--pdeathsig=KILL"] if _setpriv_has_pdeathsig() else []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *death]
+
+
+@functools.cache
+def _setpriv_has_pdeathsig() -> bool:  # util-linux >= 2.33
+    try:
+        return "--pdeathsig" in subprocess.run(["setpriv", "--help"], capture_output=True,
+                                               text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @functools.cache
@@ -204,11 +224,13 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
                 proc = subprocess.Popen(
                     prefix + argv, cwd=work, env=env, stdin=fin, stdout=fout, stderr=ferr,
                     start_new_session=True, close_fds=True,
-                    preexec_fn=functools.partial(_set_limits, _rlimits(limits, nproc)))
+                    preexec_fn=functools.partial(_in_child, _rlimits(limits, nproc),
+                                                 os.getpid()))
             except OSError as e:  # e.g. argv[0] does not exist
                 return RunResult("crash", None, "", f"cannot start {argv[0]}: {e}",
                                  time.monotonic() - start, {})
-            returncode, cpu_s, killed = _wait(proc, limits.wall_s)
+            disk = functools.partial(_over_disk, work, uid, limits.disk_mb << 20)
+            returncode, cpu_s, killed = _wait(proc, limits.wall_s, disk)
             wall_s = time.monotonic() - start
             _kill_leftovers(proc.pid, uid)
             stdout, stderr = _tail(fout), _tail(ferr)
@@ -218,7 +240,9 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
         got = {name: data for name in outputs
                if (data := _read_output(work, name, limits.output_mb << 20)) is not None}
         # Past its CPU seconds it got SIGXCPU, or SIGKILL at the hard limit: a timeout too.
-        if killed or returncode == -signal.SIGXCPU or \
+        if killed and killed != "wall":
+            status = "crash"  # over a resource the kernel does not limit for us (disk)
+        elif killed or returncode == -signal.SIGXCPU or \
                 (returncode != 0 and cpu_s >= limits.cpu_seconds - 0.05):
             status = "timeout"
         elif returncode == 0:
@@ -227,7 +251,8 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
             status = "memory"
         else:
             status = "crash"
-        return RunResult(status, returncode, stdout, stderr, wall_s, got)
+        return RunResult(status, returncode, stdout, stderr, wall_s, got,
+                         "" if killed in ("", "wall") else killed)
     finally:
         _remove(root)
         if uid is not None:
@@ -254,16 +279,27 @@ def _rlimits(limits: Limits, nproc: int) -> list[tuple[int, tuple[int, int]]]:
     return out
 
 
-def _set_limits(rlimits: list[tuple[int, tuple[int, int]]]) -> None:
-    """In the child between fork and exec: only plain setrlimit calls (no imports, no locks)."""
+def _in_child(rlimits: list[tuple[int, tuple[int, int]]], parent: int) -> None:
+    """In the child between fork and exec: only plain calls (no imports, no locks).
+
+    Limits, and SIGKILL when the parent dies: a killed scorer or driver must not leave the
+    program running (with namespaces, its death tears the whole namespace down)."""
     for res, value in rlimits:
         resource.setrlimit(res, value)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
 
 
-def _wait(proc: subprocess.Popen, wall_s: float) -> tuple[int, float, bool]:
-    """Wait up to wall_s, then SIGKILL the process group. Returns (returncode, cpu_s, killed)."""
+def _wait(proc: subprocess.Popen, wall_s: float,
+          over: Callable[[], str] = lambda: "") -> tuple[int, float, str]:
+    """Wait up to wall_s, then SIGKILL the process group; kill it earlier when `over()` (polled
+    every DISK_POLL_S) names a reason. Returns (returncode, cpu_s, why killed: "", "wall", or
+    over()'s reason)."""
     deadline = time.monotonic() + wall_s
-    killed, pause = False, 0.001
+    next_poll = time.monotonic() + DISK_POLL_S
+    killed, pause = "", 0.001
     while True:
         try:
             pid, status, usage = os.wait4(proc.pid, 0 if killed else os.WNOHANG)
@@ -272,15 +308,50 @@ def _wait(proc: subprocess.Popen, wall_s: float) -> tuple[int, float, bool]:
             return proc.returncode, 0.0, killed
         if pid:
             break
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             _killpg(proc.pid)
-            killed = True
+            killed = "wall"
             continue
+        if now >= next_poll:
+            next_poll = now + DISK_POLL_S
+            if reason := over():
+                _killpg(proc.pid)
+                killed = reason
+                continue
         time.sleep(pause)
         pause = min(pause * 2, 0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)  # tell Popen it is reaped
     # wait4 counts the descendants it (and unshare) reaped: the program's CPU time.
     return proc.returncode, usage.ru_utime + usage.ru_stime, killed
+
+
+def _over_disk(work: str, uid: int | None, max_bytes: int) -> str:
+    """Why the run must stop for what it wrote, or "": bytes on disk (or in /dev/shm's memory)
+    in its directory and, with a uid of its own, its files in the world-writable directories."""
+    used, files, stack = 0, 0, [work]
+    if uid is not None:
+        for top in _WORLD_WRITABLE:
+            try:
+                stack += [e.path for e in os.scandir(top)
+                          if e.stat(follow_symlinks=False).st_uid == uid]
+            except OSError:
+                continue
+    while stack:
+        path = stack.pop()
+        try:
+            st = os.lstat(path)
+            used += st.st_blocks * 512
+            files += 1
+            if stat.S_ISDIR(st.st_mode):
+                stack += [e.path for e in os.scandir(path)]
+        except OSError:
+            continue
+        if used > max_bytes:
+            return f"wrote more than disk_mb={max_bytes >> 20} MB"
+        if files > MAX_FILES:
+            return f"created more than {MAX_FILES} files"
+    return ""
 
 
 def _killpg(pgid: int) -> None:
@@ -447,6 +518,8 @@ def _function_outcome(res: RunResult) -> tuple[str | None, str]:
     """The failure kind and a reason, from the run and the harness's status file."""
     if res.status == "timeout":
         return "timeout", f"killed after {res.wall_s:.1f} s (wall-clock or CPU-time limit)"
+    if res.reason:
+        return "crash", f"killed by the sandbox: {res.reason}"
     reported = {}
     try:
         reported = json.loads(res.outputs.get("status.json", b"{}"))

@@ -4,23 +4,42 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from discover import config as config_mod
 from discover import metrics_log
-from discover.archive import Archive, Candidate, dedup_key
+from discover.archive import Archive, Candidate, check_archive, dedup_key
 from discover.config import Config, ConfigError
 from discover.environment import Environment, Parent, load_environment
 from discover.extract import extract_code
+from discover.model_store import check_model
 from discover.policy import Policy, Sample
 from discover.puct import Puct
 from discover.scoring import ScorerPool, start_ray
 
 SCHEMA_VERSION = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run at a safe point; the message says what is stored."""
+
+    def __init__(self, message: str, resume: str) -> None:
+        super().__init__(message)
+        self.resume = resume  # the command that continues the run
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass
@@ -69,19 +88,35 @@ def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
     """Create a new run directory, or reopen one for --resume after checking its config."""
     rd = RunDir(cfg.run.run_dir or default_run_dir(cfg.run.env))
     if resume:
-        if not rd.config.exists() or not rd.archive.exists():
-            raise ConfigError(f"cannot resume: {rd.path} holds no run (no config.toml/archive)")
+        if not rd.config.exists():  # (a config with no archive yet: killed before it stored any)
+            raise ConfigError(f"cannot resume: {rd.path} holds no run (no config.toml)")
         saved = config_mod.from_dict(config_mod.load_toml(rd.config))
         config_mod.check_resume(saved, cfg)
     elif rd.archive.exists():
         raise ConfigError(
             f"{rd.path} already holds a run; pass --resume or choose another --run-dir")
-    rd.path.mkdir(parents=True, exist_ok=True)
-    rd.artifacts.mkdir(exist_ok=True)
-    rd.lock()
-    cfg.run.run_dir = str(rd.path)
-    rd.config.write_text(config_mod.dumps(cfg))
+    try:
+        rd.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(rd.path / ".write-test", "")  # a read-only directory fails here, not later
+        (rd.path / ".write-test").unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to run directory {rd.path}: {e.strerror or e}") from e
+    check_archive(rd.archive)  # refuse a corrupt or foreign archive before writing anything
+    try:
+        rd.artifacts.mkdir(exist_ok=True)
+        rd.lock()
+        cfg.run.run_dir = str(rd.path)
+        write_atomic(rd.config, config_mod.dumps(cfg))
+    except OSError as e:
+        raise ConfigError(f"cannot write to run directory {rd.path}: {e.strerror or e}") from e
     return rd, cfg
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or none of it: a kill leaves the old file (or no file), never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def make_policy(cfg: Config) -> Policy:
@@ -155,53 +190,109 @@ def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
 
 def run(cfg: Config, resume: bool = False,
         on_step: Callable[[StepReport], None] | None = None) -> Path:
-    """Run (or resume) a search; returns the run directory."""
+    """Run (or resume) a search; returns the run directory.
+
+    Ctrl-C (SIGINT) asks the run to stop after the step in progress is stored; a second Ctrl-C
+    or SIGTERM stops it at once and the step in progress is discarded. Either way it raises
+    `Interrupted` after closing the archive and the scorers.
+    """
     cfg.validate()
     metrics_log.check(cfg.run.log)  # a missing optional package fails before anything is made
     env = load_environment(cfg.run.env, **cfg.env)
+    if cfg.policy.backend == "hf":
+        check_model(cfg.policy.model)  # before anything is created or started
     rd, cfg = prepare_run_dir(cfg, resume)
     archive = Archive(rd.archive)
-    if resume and archive.get_meta("env") not in (None, cfg.run.env):
-        raise ConfigError(
-            f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
-    puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
-    if archive.get_meta("initialised"):
-        puct = archive.load_puct(**puct_args)
-    else:
-        archive.set_meta("env", cfg.run.env)
-        archive.set_meta("schema", SCHEMA_VERSION)
-        puct = Puct(**puct_args)
-        seed_initial_states(env, cfg, archive, puct)
-        archive.set_meta("initialised", True)
+    pool = log = None
+    with _stop_on_signals() as stop:
+        try:
+            if resume and archive.get_meta("env") not in (None, cfg.run.env):
+                raise ConfigError(
+                    f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
+            puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
+            if archive.get_meta("initialised"):
+                puct = archive.load_puct(**puct_args)
+            else:
+                archive.set_meta("env", cfg.run.env)
+                archive.set_meta("schema", SCHEMA_VERSION)
+                puct = Puct(**puct_args)
+                seed_initial_states(env, cfg, archive, puct)  # marks the archive initialised
+            repair_run_dir(rd, archive)  # what a kill between commit and file writes left
 
-    start_ray(cfg.ray.address)
-    pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
-    policy = make_policy(cfg)
-    learner = make_learner(cfg, policy)
-    start = archive.last_step() + 1
-    if learner is not None and start > 0:
-        version = archive.step_metrics()[-1].get("version", 0)
-        if version > 0:
-            learner.load(rd.adapter(version))
-    _rewrite_metrics(rd, archive)
-    log = metrics_log.MetricsLog(cfg.run.log, rd.path, cfg.to_dict()) if cfg.run.log else None
+            start_ray(cfg.ray.address)
+            pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+            policy = make_policy(cfg)
+            learner = make_learner(cfg, policy)
+            start = archive.last_step() + 1
+            if learner is not None and start > 0:
+                version = archive.step_metrics()[-1].get("version", 0)
+                if version > 0:
+                    learner.load(rd.adapter(version))
+            if cfg.run.log:
+                log = metrics_log.MetricsLog(cfg.run.log, rd.path, cfg.to_dict())
 
-    t_run = time.monotonic()
-    try:
-        for step in range(start, cfg.run.steps):
-            if cfg.run.budget_s and time.monotonic() - t_run >= cfg.run.budget_s:
-                break
-            report = run_step(step, cfg, env, archive, puct, policy, learner, pool, rd)
+            t_run = time.monotonic()
+            for step in range(start, cfg.run.steps):
+                if stop["requested"] or (
+                        cfg.run.budget_s and time.monotonic() - t_run >= cfg.run.budget_s):
+                    break
+                report = run_step(step, cfg, env, archive, puct, policy, learner, pool, rd)
+                if log is not None:
+                    log.write(step, {**report.metrics, "best_score": report.best_score})
+                if on_step:
+                    on_step(report)
+            done = archive.last_step() + 1
+            if stop["requested"] and done < cfg.run.steps:
+                raise Interrupted(f"stopped after step {done}: {done} finished steps are stored",
+                                  _resume_command(cfg))
+        except KeyboardInterrupt as e:
+            if isinstance(e, Interrupted):
+                raise
+            done = archive.last_step() + 1
+            raise Interrupted(f"stopped before step {done + 1} was stored (it is discarded and "
+                              f"runs again on resume); {done} finished steps are stored",
+                              _resume_command(cfg)) from None
+        finally:
             if log is not None:
-                log.write(step, {**report.metrics, "best_score": report.best_score})
-            if on_step:
-                on_step(report)
-    finally:
-        if log is not None:
-            log.close()
-        pool.shutdown()
-        archive.close()
+                log.close()
+            if pool is not None:
+                pool.shutdown()
+            archive.close()
     return rd.path
+
+
+def _resume_command(cfg: Config) -> str:
+    return f"discover run {cfg.run.env} --run-dir {shlex.quote(cfg.run.run_dir)} --resume"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[dict]:
+    """First SIGINT: stop after the step in progress. Second SIGINT, or SIGTERM: stop now."""
+    stop = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\ndiscover: stopping after the step in progress is stored "
+              "(Ctrl-C again to discard it and stop now)", file=sys.stderr, flush=True)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        stop["requested"] = True
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, on_sigterm)):
+        if signal.getsignal(sig) != signal.SIG_IGN:  # e.g. nohup: leave an ignored signal be
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: Puct,
@@ -218,9 +309,12 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     groups = score_groups(env, pool, parents, samples, seed)  # 4. score in the sandbox
     t2 = time.monotonic()
     learn: dict = {}
+    adapter = None
     if learner is not None:  # 6-7. advantages per group, one LoRA step; shared model on CPU
         learn = learner.step(samples, [[c.reward for c in g] for g in groups])
-        _save_adapter(learner, rd, policy.version)
+        if not any(a["version"] == policy.version for a in archive.adapters()):
+            _save_adapter(learner, rd, policy.version)  # a new version (a skipped step: none)
+            adapter = (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))
     t3 = time.monotonic()
     for g in groups:
         for c in g:
@@ -229,13 +323,14 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     metrics = step_metrics(step, groups, samples, policy.version, learn,
                            {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
     # 5. record every child and update PUCT statistics, all in one transaction
-    ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics)
-    if learner is not None:
-        archive.add_adapter(policy.version, step, str(rd.adapter(policy.version)))
+    # (with the step's new adapter version, if any: a kill cannot separate the two)
+    ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics,
+                              adapter=adapter)
+    # Files mirror the archive; a kill here leaves some missing, and resume writes them again.
     for g, gids in zip(groups, ids, strict=True):
         for c, cid in zip(g, gids, strict=True):
             if c.ok:
-                rd.artifact(cid).write_text(json.dumps(c.artifact))
+                write_atomic(rd.artifact(cid), json.dumps(c.artifact))
     with open(rd.metrics, "a") as f:
         f.write(json.dumps(metrics) + "\n")
     best = archive.best(1)
@@ -264,18 +359,35 @@ def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sa
 
 
 def _save_adapter(learner, rd: RunDir, version: int) -> None:
-    """Write to a temporary folder, then rename: a kill never leaves a half-written adapter."""
+    """Write to a temporary folder, then rename: a kill never leaves a half-written adapter.
+
+    Only versions not yet recorded are saved, so a recorded adapter is never touched."""
     final = rd.adapter(version)
     tmp = final.with_name(final.name + ".partial")
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     learner.save(tmp)
     shutil.rmtree(final, ignore_errors=True)  # a stale one from a step that was not committed
     tmp.rename(final)
 
 
-def _rewrite_metrics(rd: RunDir, archive: Archive) -> None:
-    """metrics.jsonl mirrors the archive's finished steps (a kill may have cut it short)."""
-    rows = archive.step_metrics()
-    rd.metrics.write_text("".join(json.dumps(m) + "\n" for m in rows))
+def repair_run_dir(rd: RunDir, archive: Archive) -> None:
+    """Make the files mirror the archive again after a kill: the archive is the truth.
+
+    Writes missing artefact files, rewrites metrics.jsonl, and removes what only an uncommitted
+    step wrote (temporary files, adapters of versions the archive does not hold)."""
+    for tmp in rd.artifacts.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    have = {p.name for p in rd.artifacts.glob("*.json")}
+    for (cid,) in archive.db.execute(
+            "SELECT id FROM candidates WHERE ok = 1 AND initial = 0 ORDER BY id").fetchall():
+        if f"{cid}.json" not in have:
+            write_atomic(rd.artifact(cid), json.dumps(archive.get(cid).artifact))
+    write_atomic(rd.metrics, "".join(json.dumps(m) + "\n" for m in archive.step_metrics()))
+    if rd.adapters.is_dir():
+        metrics = archive.step_metrics()
+        last = max([a["version"] for a in archive.adapters()] +
+                   [m.get("version", 0) for m in metrics[-1:]], default=0)
+        for path in rd.adapters.iterdir():
+            version = path.name[1:]
+            if not (path.name.startswith("v") and version.isdigit() and int(version) <= last):
+                shutil.rmtree(path, ignore_errors=True)  # *.partial, or a later version

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -248,6 +250,8 @@ def test_no_network():
         port = server.getsockname()[1]
         res = call(f"""
 import socket
+import subprocess
+import sys
 try:
     socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
     return 1
@@ -299,3 +303,50 @@ def test_isolation_reports_the_mode():
         uid, pid = res.stdout.split()
         assert int(uid) >= sandbox._UID_BASE
         assert pid == "1" or not ISO["pidns"]
+
+
+# --- what a run writes: its directory and the world-writable ones, together ---------------------
+
+@pytest.mark.parametrize("where", [".", "/dev/shm", "/tmp"])
+def test_disk_filler_is_stopped(where):
+    if where != "." and not ISO["uid_drop"]:
+        pytest.skip(f"files outside its directory are not attributable in mode {ISO['mode']}")
+    t0 = time.monotonic()
+    res = call(f"""
+chunk = b"x" * 2**20
+for i in range(10**6):
+    with open(f"{where}/fill-{{os.getpid()}}-{{i}}", "wb") as f:
+        for _ in range(4):
+            f.write(chunk)""", Limits(wall_s=20, disk_mb=32))
+    assert res.failure == "crash" and "disk_mb=32" in res.log, res.log
+    assert time.monotonic() - t0 < 20  # stopped by the disk limit, not the clock
+
+
+def test_file_count_is_bounded():
+    res = call("os.mkdir('d')\nfor i in range(10**7):\n    open(f'd/{i}', 'w').close()",
+               Limits(wall_s=60))
+    assert res.failure == "crash" and f"more than {sandbox.MAX_FILES} files" in res.log, res.log
+
+
+def test_a_killed_parent_takes_its_program_down():
+    """A scorer or driver killed mid-run (SIGKILL: no clean-up of ours runs) leaves nothing."""
+    marker = f"discover-orphan-{uuid.uuid4().hex}"
+    program = (f"import os\ndef f():\n    os.execv('/bin/sh', ['sh', '-c', "
+               f"'sleep 120; true # {marker}'])\n")
+    tmp_path = tempfile.mkdtemp()  # in the fixture's root, which the dropped uid can cross
+    os.chmod(tmp_path, 0o711)
+    parent = subprocess.Popen(  # (the program goes by environment: argv would show the marker)
+        [sys.executable, "-c", "import os\nfrom discover.sandbox import Limits, run_function\n"
+         "run_function(os.environ['PROGRAM'], 'f', {}, Limits(wall_s=120))"],
+        env={**os.environ, "TMPDIR": str(tmp_path), "PROGRAM": program})
+    deadline = time.monotonic() + 60
+    while not pids_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_with(marker), "the program never started"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while pids_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_with(marker) == []
+    shutil.rmtree(tmp_path)  # what the killed parent could not clean up

@@ -31,7 +31,12 @@ class ToyEnvironment(Environment):
     target = float(MAX_LEN * MAX_DIGIT)
 
     def __init__(self, time_budget_s: float = 2.0, **options: Any) -> None:
-        super().__init__(**options)
+        if options:  # a misspelt option must not be silently ignored
+            raise ValueError(f"unknown option(s) for toy: {', '.join(sorted(options))}; "
+                             "known: time_budget_s")
+        if not float(time_budget_s) > 0:
+            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        super().__init__(time_budget_s=time_budget_s)
         self.time_budget_s = float(time_budget_s)
 
     @property

