@@ -162,8 +162,10 @@ class TRLLearner:
                 d = (batch["ref_per_token_logps"] - logp)[mask]
                 kl_base_sum += (torch.exp(d) - d - 1).sum().item()
         self.trainer.stats = []
+        entropy = self.trainer._metrics["train"].get("entropy") or [math.nan]
+        self.trainer._metrics["train"].clear()  # TRL's logs would grow with every step
         metrics.update(loss=loss_sum, skipped=False, ratio=ratio_sum / max(1, ratio_n),
-                       kl_base=kl_base_sum / n)
+                       kl_base=kl_base_sum / n, entropy=sum(entropy) / len(entropy))
         return metrics
 
     def _batch(self, work: list[tuple[Sample, float]], n: int) -> dict:
