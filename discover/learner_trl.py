@@ -44,7 +44,8 @@ def _trainer_class():
     from trl import GRPOTrainer
 
     class StepTrainer(GRPOTrainer):
-        _captured: list | None = None
+        _captured: list | None = None  # set while compute_loss runs
+        stats: list  # (learner log-probs, batch) per micro-batch, read by TRLLearner.backward
 
         def _prepare_inputs(self, inputs: dict) -> dict:
             return inputs  # batches arrive generated, scored and tensorised: nothing to generate
