@@ -221,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--init", help="JSON file with a known construction to start from")
     r.add_argument("--selection", choices=["puct", "greedy", "fixed"])
     r.add_argument("--model", help="'smollm2' (embedded) or a model folder / name")
-    r.add_argument("--backend", choices=["hf", "openai"])
+    r.add_argument("--backend", choices=["hf", "openai", "vllm"])
     r.add_argument("--base-url", help="OpenAI-compatible endpoint for --backend openai")
     r.add_argument("--max-new-tokens", type=int)
     r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"])

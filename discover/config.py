@@ -46,6 +46,11 @@ class PolicySection:
     temperature: float = 1.0
     batch_size: int = 8
     threads: int = 0  # torch threads; 0 means all cores
+    # vllm backend (docs/gpu.md): generator actors on Ray, each placed on generator_gpus GPUs.
+    generators: int = 1
+    generator_gpus: float = 1.0  # 0.5 shares one GPU with a learner on learner.gpus = 0.5
+    gpu_memory_utilization: float = 0.85  # of a whole GPU, per generator
+    max_model_len: int = 0  # 0: the model's own
 
 
 @dataclass
@@ -58,6 +63,8 @@ class LearnerSection:
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch: int = 4
+    backend: str = "auto"  # peft (in-process, CPU) | trl (Ray actor, GPU) | auto: trl with vllm
+    gpus: float = 1.0  # GPUs of the TRL learner actor (0: on CPU)
 
 
 @dataclass
@@ -109,6 +116,33 @@ class Config:
                 f"learner.method must be one of {methods}, got {self.learner.method!r}")
         if self.learner.method != "none" and self.policy.backend == "openai":
             raise ConfigError("the openai backend samples only; use --learner none with it")
+        p, lc = self.policy, self.learner
+        if lc.backend not in ("auto", "peft", "trl"):
+            raise ConfigError(f"learner.backend must be auto, peft or trl, got {lc.backend!r}")
+        if lc.gpus < 0:
+            raise ConfigError(f"learner.gpus must be >= 0, got {lc.gpus}")
+        if p.backend == "vllm":
+            if p.generators < 1 or not p.generator_gpus > 0:
+                raise ConfigError("the vllm backend needs policy.generators >= 1 and "
+                                  f"policy.generator_gpus > 0; got {p.generators} and "
+                                  f"{p.generator_gpus}")
+            if not 0 < p.gpu_memory_utilization <= 1 or p.max_model_len < 0:
+                raise ConfigError("policy.gpu_memory_utilization must be in (0, 1] and "
+                                  "policy.max_model_len >= 0")
+            if lc.method != "none" and lc.backend == "peft":
+                raise ConfigError("learner.backend = 'peft' trains the in-process transformers "
+                                  "model; with policy.backend = 'vllm' use 'trl' (or 'auto')")
+            if lc.method != "none" and lc.lora_rank > 512:
+                raise ConfigError(f"vLLM serves LoRA ranks up to 512, got {lc.lora_rank}")
+        elif lc.method != "none" and lc.backend == "trl":
+            raise ConfigError("learner.backend = 'trl' hands its adapters to vLLM generators; "
+                              "use it with policy.backend = 'vllm' (or learner.backend = 'peft')")
+
+    def learner_backend(self) -> str:
+        """The learner that runs: trl beside vLLM generators, peft otherwise ('auto')."""
+        if self.learner.backend != "auto":
+            return self.learner.backend
+        return "trl" if self.policy.backend == "vllm" else "peft"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

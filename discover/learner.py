@@ -67,7 +67,7 @@ class Learner:
                 target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
             policy.model = model  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
-            _enable_checkpointing(model.get_base_model())
+            enable_checkpointing(model.get_base_model())
         model.eval()
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -93,32 +93,8 @@ class Learner:
         Gradients are accumulated over micro-batches of `micro_batch` completions, each
         backward pass scaled by 1/N (N: completions with tokens) so the sum is the mean loss's.
         """
-        if len(groups) != len(rewards) or any(
-                len(g) != len(r) for g, r in zip(groups, rewards, strict=False)):
-            raise ValueError("the learner needs one reward per sample: got group sizes "
-                             f"{[len(g) for g in groups]} and {[len(r) for r in rewards]}")
-        advs, betas, kls = [], [], []
-        for r in rewards:
-            a, m = compute_advantages(r, self.cfg.method, self.cfg.beta)
-            advs.append(a)
-            betas.append(m["beta"])
-            kls.append(m["kl"])
-        items = [(s, a) for g, ga in zip(groups, advs, strict=True)
-                 for s, a in zip(g, ga, strict=True) if s.completion_ids]
-        for s, _ in items:
-            _check_sample(s)
-        all_a = [a for ga in advs for a in ga]
-        metrics = {
-            "adv_abs": sum(abs(a) for a in all_a) / max(1, len(all_a)),
-            "beta": sum(betas) / max(1, len(betas)),
-            "kl": sum(kls) / max(1, len(kls)),
-            "completions": len(items),
-            "tokens": sum(len(s.completion_ids) for s, _ in items),
-            "loss": 0.0, "grad_norm": 0.0, "skipped": True,
-        }
+        items, work, metrics = step_items(groups, rewards, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        # Completions with A = 0 add nothing to the loss or its gradient unless a KL term applies.
-        work = [(s, a) for s, a in items if a != 0.0 or self.cfg.kl_coef > 0]
         if not work:
             return metrics
 
@@ -159,29 +135,74 @@ class Learner:
 
     def save(self, path: str | Path) -> None:
         """Adapter (PEFT format, loadable by vLLM), optimiser state and version into a folder."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        torch.save(self.optimizer.state_dict(), path / OPTIMIZER_FILE)
-        (path / STATE_FILE).write_text(json.dumps({"version": self.policy.version}))
+        save_state(path, self.model, self.optimizer, self.policy.version)
 
     def load(self, path: str | Path) -> None:
         """Restore the adapter weights, optimiser state and version saved by `save`."""
-        path = Path(path)
-        missing = [f for f in (ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE) if not (path / f).exists()]
-        if missing:
-            raise FileNotFoundError(f"{path} is not a saved learner: missing {missing}")
-        saved = json.loads((path / "adapter_config.json").read_text())
-        if saved.get("r") != self.cfg.lora_rank or set(saved.get("target_modules") or []) != set(
-                self.cfg.lora_targets):
-            raise ValueError(
-                f"adapter in {path} has rank {saved.get('r')} on {saved.get('target_modules')}; "
-                f"this learner uses rank {self.cfg.lora_rank} on {list(self.cfg.lora_targets)}")
-        result = set_peft_model_state_dict(self.model, load_file(path / ADAPTER_FILE))
-        if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"adapter in {path} has unexpected weights: {result.unexpected_keys}")
-        self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
-        self.policy.version = int(json.loads((path / STATE_FILE).read_text())["version"])
+        self.policy.version = load_state(path, self.model, self.optimizer, self.cfg)
+
+
+def save_state(path: str | Path, model, optimizer: torch.optim.Optimizer, version: int) -> None:
+    """A learner's state as a folder: PEFT adapter, optimiser state and version (any backend)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    torch.save(optimizer.state_dict(), path / OPTIMIZER_FILE)
+    (path / STATE_FILE).write_text(json.dumps({"version": version}))
+
+
+def load_state(path: str | Path, model, optimizer: torch.optim.Optimizer,
+               cfg: LearnerConfig) -> int:
+    """Restore what `save_state` wrote into `model` and `optimizer`; returns the version."""
+    path = Path(path)
+    missing = [f for f in (ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE) if not (path / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a saved learner: missing {missing}")
+    saved = json.loads((path / "adapter_config.json").read_text())
+    if saved.get("r") != cfg.lora_rank or set(saved.get("target_modules") or []) != set(
+            cfg.lora_targets):
+        raise ValueError(
+            f"adapter in {path} has rank {saved.get('r')} on {saved.get('target_modules')}; "
+            f"this learner uses rank {cfg.lora_rank} on {list(cfg.lora_targets)}")
+    result = set_peft_model_state_dict(model, load_file(path / ADAPTER_FILE))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"adapter in {path} has unexpected weights: {result.unexpected_keys}")
+    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
+    return int(json.loads((path / STATE_FILE).read_text())["version"])
+
+
+def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: LearnerConfig
+               ) -> tuple[list[tuple[Sample, float]], list[tuple[Sample, float]], dict]:
+    """Advantages per group: (all completions with tokens, those that carry a loss, metrics).
+
+    Shared by every learner backend, so they all train on the same advantages. Completions
+    with A = 0 add nothing to the loss or its gradient unless a KL term applies.
+    """
+    if len(groups) != len(rewards) or any(
+            len(g) != len(r) for g, r in zip(groups, rewards, strict=False)):
+        raise ValueError("the learner needs one reward per sample: got group sizes "
+                         f"{[len(g) for g in groups]} and {[len(r) for r in rewards]}")
+    advs, betas, kls = [], [], []
+    for r in rewards:
+        a, m = compute_advantages(r, cfg.method, cfg.beta)
+        advs.append(a)
+        betas.append(m["beta"])
+        kls.append(m["kl"])
+    items = [(s, a) for g, ga in zip(groups, advs, strict=True)
+             for s, a in zip(g, ga, strict=True) if s.completion_ids]
+    for s, _ in items:
+        _check_sample(s)
+    all_a = [a for ga in advs for a in ga]
+    metrics = {
+        "adv_abs": sum(abs(a) for a in all_a) / max(1, len(all_a)),
+        "beta": sum(betas) / max(1, len(betas)),
+        "kl": sum(kls) / max(1, len(kls)),
+        "completions": len(items),
+        "tokens": sum(len(s.completion_ids) for s, _ in items),
+        "loss": 0.0, "grad_norm": 0.0, "skipped": True,
+    }
+    work = [(s, a) for s, a in items if a != 0.0 or cfg.kl_coef > 0]
+    return items, work, metrics
 
 
 def _check_sample(s: Sample) -> None:
@@ -192,7 +213,7 @@ def _check_sample(s: Sample) -> None:
                          f"{len(s.logprobs)} sampling log-probs; the backend must keep one each")
 
 
-def _enable_checkpointing(model) -> None:
+def enable_checkpointing(model) -> None:
     """Recompute activations in the backward pass (STACK.md: 9.2 -> 6.1 GB at 8 x 400 tokens).
 
     Non-reentrant checkpointing lets gradients reach the LoRA weights even though the frozen

@@ -125,6 +125,22 @@ def make_policy(cfg: Config) -> Policy:
         from discover.policy_openai import OpenAIPolicy
 
         return OpenAIPolicy(base_url=p.base_url, model=p.model)
+    if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
+        import ray
+
+        from discover.model_store import resolve_model
+        from discover.policy_vllm import VLLMPolicy, check_gpus, require_vllm
+
+        require_vllm()
+        learning = cfg.learner.method != "none"
+        learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
+        check_gpus(p.generators * p.generator_gpus + learner_gpus,
+                   ray.cluster_resources().get("GPU", 0.0))
+        return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
+                          gpus=p.generator_gpus, enable_lora=learning,
+                          lora_rank=cfg.learner.lora_rank,
+                          gpu_memory_utilization=p.gpu_memory_utilization,
+                          max_model_len=p.max_model_len, seed=cfg.run.seed)
     from discover.policy_hf import HFPolicy
 
     return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size)
@@ -136,10 +152,17 @@ def make_learner(cfg: Config, policy: Policy):
     from discover.learner import Learner, LearnerConfig
 
     lc = cfg.learner
-    return Learner(policy, LearnerConfig(
+    learner_cfg = LearnerConfig(
         method=lc.method, beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
         lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
-        micro_batch=lc.micro_batch))
+        micro_batch=lc.micro_batch)
+    if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
+        from discover.learner_trl import RemoteLearner
+        from discover.model_store import resolve_model
+
+        return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), learner_cfg,
+                             temperature=cfg.policy.temperature, seed=cfg.run.seed, gpus=lc.gpus)
+    return Learner(policy, learner_cfg)
 
 
 def parent_view(archive: Archive, cand_id: int) -> Parent:
@@ -203,7 +226,7 @@ def run(cfg: Config, resume: bool = False,
         check_model(cfg.policy.model)  # before anything is created or started
     rd, cfg = prepare_run_dir(cfg, resume)
     archive = Archive(rd.archive)
-    pool = log = None
+    pool = log = policy = learner = None
     with _stop_on_signals() as stop:
         try:
             if resume and archive.get_meta("env") not in (None, cfg.run.env):
@@ -228,6 +251,7 @@ def run(cfg: Config, resume: bool = False,
                 version = archive.step_metrics()[-1].get("version", 0)
                 if version > 0:
                     learner.load(rd.adapter(version))
+                    _publish_adapter(policy, rd)
             if cfg.run.log:
                 log = metrics_log.MetricsLog(cfg.run.log, rd.path, cfg.to_dict())
 
@@ -257,6 +281,9 @@ def run(cfg: Config, resume: bool = False,
                 log.close()
             if pool is not None:
                 pool.shutdown()
+            for part in (learner, policy):  # GPU actors hold their memory until killed
+                if hasattr(part, "shutdown"):
+                    part.shutdown()
             archive.close()
     return rd.path
 
@@ -315,6 +342,7 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
         if not any(a["version"] == policy.version for a in archive.adapters()):
             _save_adapter(learner, rd, policy.version)  # a new version (a skipped step: none)
             adapter = (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))
+            _publish_adapter(policy, rd)  # 7. hand the new weights to the samplers (vLLM)
     t3 = time.monotonic()
     for g in groups:
         for c in g:
@@ -391,3 +419,13 @@ def repair_run_dir(rd: RunDir, archive: Archive) -> None:
             version = path.name[1:]
             if not (path.name.startswith("v") and version.isdigit() and int(version) <= last):
                 shutil.rmtree(path, ignore_errors=True)  # *.partial, or a later version
+
+
+def _publish_adapter(policy: Policy, rd: RunDir) -> None:
+    """Samplers with their own model copy (vLLM) load the saved adapter of the current version.
+
+    On CPU the sampler and learner share one model, so HFPolicy has nothing to load.
+    """
+    load = getattr(policy, "load_adapter", None)
+    if load is not None and policy.version > 0:
+        load(rd.adapter(policy.version), policy.version)

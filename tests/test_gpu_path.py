@@ -1,0 +1,381 @@
+"""The GPU path: vLLM generators on Ray and the TRL learner (docs/gpu.md).
+
+What runs on CPU runs here on CPU: config checks, the missing-vLLM error, the LoRA request
+naming, and the TRL learner itself (its loss and gradient against learner.py's, its saved state,
+its Ray actor). vLLM is CUDA-only: those tests skip where no CUDA device is present.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from discover import config as config_mod
+from discover.config import Config, ConfigError
+from discover.learner import Learner, LearnerConfig
+from discover.policy_vllm import (
+    INSTALL_HINT,
+    VLLM_LORA_RANKS,
+    check_adapter,
+    check_gpus,
+    lora_args,
+    lora_name,
+    max_lora_rank,
+    prompt_seed,
+)
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (vLLM and the GPU learner)")
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+PROMPTS = ["Write a Python function that adds two numbers.", "Say hello in French."]
+REWARDS = [[1.0, 0.0, -1.0], [0.2, -2.0, 0.5]]
+
+
+def cfg_with(**sections) -> Config:
+    return config_mod.apply(Config(), sections)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_learner_backend_resolves_from_the_policy_backend():
+    assert cfg_with().learner_backend() == "peft"
+    assert cfg_with(policy={"backend": "vllm"}).learner_backend() == "trl"
+    assert cfg_with(policy={"backend": "vllm"},
+                    learner={"backend": "peft"}).learner_backend() == "peft"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"learner": {"backend": "deepspeed"}}, "learner.backend must be"),
+    ({"learner": {"gpus": -1}}, "learner.gpus"),
+    ({"policy": {"backend": "vllm", "generators": 0}}, "policy.generators"),
+    ({"policy": {"backend": "vllm", "generator_gpus": 0}}, "policy.generator_gpus"),
+    ({"policy": {"backend": "vllm", "gpu_memory_utilization": 1.5}}, "gpu_memory_utilization"),
+    ({"policy": {"backend": "vllm"}, "learner": {"method": "entropic", "backend": "peft"}},
+     "learner.backend = 'peft'"),
+    ({"learner": {"method": "entropic", "backend": "trl"}}, "learner.backend = 'trl'"),
+    ({"policy": {"backend": "vllm"}, "learner": {"method": "entropic", "lora_rank": 1024}},
+     "ranks up to 512"),
+])
+def test_gpu_keys_are_validated(values, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg_with(**values).validate()
+
+
+def test_gpu_keys_read_from_set_and_round_trip(tmp_path):
+    cfg = config_mod.apply(Config(), config_mod.parse_set([
+        "policy.backend=vllm", "policy.generators=2", "policy.generator_gpus=0.5",
+        "learner.gpus=0.5", "learner.backend=trl", "learner.method=entropic"]))
+    cfg.validate()
+    path = tmp_path / "config.toml"
+    path.write_text(config_mod.dumps(cfg))
+    back = config_mod.from_dict(config_mod.load_toml(path))
+    assert (back.policy.generators, back.policy.generator_gpus, back.learner.gpus) == (2, 0.5, 0.5)
+    assert back.learner_backend() == "trl"
+
+
+def test_cli_accepts_the_vllm_backend():
+    from discover.cli import build_config, parser
+
+    args = parser().parse_args(["run", "toy", "--backend", "vllm", "--learner", "entropic"])
+    cfg = build_config(args)
+    assert (cfg.policy.backend, cfg.learner_backend()) == ("vllm", "trl")
+
+
+def test_too_few_gpus_is_a_clear_error():
+    check_gpus(2.0, 2.0)
+    with pytest.raises(ValueError, match="needs 2 GPUs in the Ray cluster but it has 1"):
+        check_gpus(2.0, 1.0)
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_vllm_backend_without_vllm_says_how_to_install():
+    from discover.policy_vllm import VLLMPolicy
+    from discover.search import make_policy
+
+    with pytest.raises(ImportError, match=r"pip install 'discover\[gpu\]'"):
+        VLLMPolicy("unused")
+    # search.make_policy no longer falls back to transformers for "vllm".
+    with pytest.raises(ImportError) as e:
+        make_policy(cfg_with(policy={"backend": "vllm"}))
+    assert str(e.value) == INSTALL_HINT
+
+
+# --- LoRA requests and seeds ---------------------------------------------------------------
+
+
+def test_each_version_gets_its_own_lora_request(tmp_path):
+    assert lora_args(0, tmp_path) is None  # version 0 is the base model
+    reqs = [lora_args(v, tmp_path / f"v{v:05d}") for v in range(1, 6)]
+    assert [r[0] for r in reqs] == [lora_name(v) for v in range(1, 6)] == [
+        "v1", "v2", "v3", "v4", "v5"]
+    assert [r[1] for r in reqs] == [1, 2, 3, 4, 5]  # unique ints > 0: vLLM caches by id
+    assert all(Path(r[2]).is_absolute() for r in reqs)  # actors may run elsewhere
+    with pytest.raises(ValueError):
+        lora_args(-1, tmp_path)
+
+
+def test_lora_rank_limit_is_one_vllm_accepts():
+    assert [max_lora_rank(r) for r in (1, 2, 8, 9, 16, 32, 33)] == [1, 8, 8, 16, 16, 32, 64]
+    assert all(max_lora_rank(r) in VLLM_LORA_RANKS for r in range(1, 513))
+    with pytest.raises(ValueError):
+        max_lora_rank(513)
+
+
+def test_prompt_seeds_are_stable_distinct_and_leave_room_for_samples():
+    seeds = [prompt_seed(s, i) for s in range(20) for i in range(50)]
+    assert seeds == [prompt_seed(s, i) for s in range(20) for i in range(50)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**31 for s in seeds)  # vLLM adds the sample index: no overflow
+
+
+def test_check_adapter_refuses_a_folder_without_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no PEFT adapter"):
+        check_adapter(tmp_path, 16)
+
+
+# --- the TRL learner on CPU (real model) ---------------------------------------------------
+
+
+def lora(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def copy_adapter(src, dst) -> None:
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    set_peft_model_state_dict(dst, get_peft_model_state_dict(src))
+
+
+@pytest.mark.slow
+def test_chat_ids_match_the_transformers_backend():
+    from transformers import AutoTokenizer
+
+    from discover.model_store import resolve_model
+    from discover.policy_hf import HFPolicy
+    from discover.policy_vllm import chat_ids
+
+    policy = HFPolicy(model="smollm2", threads=2)
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
+    for p in [*PROMPTS, "Line one\n```python\nx = 1\n```"]:
+        assert chat_ids(tok, p) == policy.encode(p)
+
+
+@pytest.mark.slow
+def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
+    from discover.learner_trl import TRLLearner
+    from discover.model_store import resolve_model
+    from discover.policy_hf import HFPolicy
+
+    cfg = dict(micro_batch=2, kl_coef=0.1)
+    policy = HFPolicy(model="smollm2", threads=2)
+    peft = Learner(policy, LearnerConfig(**cfg))
+    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(**cfg))
+    copy_adapter(trl.model, peft.model)  # same LoRA initialisation
+    groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0)
+
+    # One full step each (advantages, loss, clipping, AdamW): on-policy, the same numbers.
+    m_peft, m_trl = peft.step(groups, REWARDS), trl.step(groups, REWARDS)
+    assert m_trl["version"] == m_peft["version"] == policy.version == 1
+    for key in ("adv_abs", "beta", "kl", "completions", "tokens"):
+        assert m_trl[key] == m_peft[key]
+    assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=1e-4)
+    assert m_trl["grad_norm"] == pytest.approx(m_peft["grad_norm"], rel=1e-3)
+    assert m_trl["ratio"] == pytest.approx(1.0, abs=1e-4)
+
+    # Off the base (so k3 has a gradient) and off-policy (ratios != 1), on identical weights.
+    copy_adapter(trl.model, peft.model)
+    for g in groups:
+        for s in g:
+            s.logprobs = [lp - 0.05 * (k % 3) for k, lp in enumerate(s.logprobs)]
+    m_peft, m_trl = peft.backward(groups, REWARDS), trl.backward(groups, REWARDS)
+    assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=1e-4)
+    assert m_trl["ratio"] == pytest.approx(m_peft["ratio"], rel=1e-5)
+    assert m_trl["ratio"] != pytest.approx(1.0, abs=1e-3)
+    assert m_trl["kl_base"] == pytest.approx(m_peft["kl_base"], rel=1e-3)
+    assert m_trl["kl_base"] > 0
+    g_peft, g_trl = grads(peft.model), grads(trl.model)
+    assert g_peft.keys() == g_trl.keys() and len(g_peft) > 0
+    for name, g in g_peft.items():
+        scale = g.abs().max().item()
+        assert scale > 0
+        assert (g_trl[name] - g).abs().max().item() <= 2e-3 * scale, name
+
+    # Its saved state is learner.py's format: vLLM-servable, and loadable by the PEFT learner.
+    trl.optimizer.zero_grad(set_to_none=True)
+    trl.save(tmp_path / "v1")
+    assert check_adapter(tmp_path / "v1", max_lora_rank(16))["r"] == 16
+    with pytest.raises(ValueError, match="max_lora_rank 8"):
+        check_adapter(tmp_path / "v1", 8)
+    policy.version = 0
+    peft.load(tmp_path / "v1")
+    assert policy.version == 1
+    theirs = lora(trl.model)
+    for name, w in lora(peft.model).items():
+        torch.testing.assert_close(w, theirs[name], rtol=0, atol=0)
+    trl.close()
+
+
+@pytest.mark.slow
+def test_remote_learner_runs_in_a_ray_actor_and_moves_the_version(tmp_path):
+    import ray
+
+    from discover.learner_trl import RemoteLearner
+    from discover.model_store import resolve_model
+    from discover.policy_hf import HFPolicy
+    from discover.scoring import start_ray
+
+    start_ray(num_cpus=2)
+    try:
+        policy = HFPolicy(model="smollm2", threads=2)
+        groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0)
+        remote = RemoteLearner(policy, str(resolve_model("smollm2")), LearnerConfig(micro_batch=3),
+                               gpus=0)
+        assert remote.version == 0
+        skipped = remote.step(groups, [[0.5] * 3, [1.0] * 3])  # no contrast: no step
+        assert skipped["skipped"] and policy.version == 0
+        m = remote.step(groups, REWARDS)
+        assert not m["skipped"] and m["version"] == policy.version == 1
+        assert m["grad_norm"] > 0
+        remote.save(tmp_path / "v1")
+        assert json.loads((tmp_path / "v1" / "learner.json").read_text()) == {"version": 1}
+        check_adapter(tmp_path / "v1", 16)
+        policy.version = 0
+        remote.load(tmp_path / "v1")
+        assert remote.version == policy.version == 1
+        remote.shutdown()
+    finally:
+        ray.shutdown()
+
+
+# --- on a GPU --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_ray():
+    import ray
+
+    from discover.scoring import start_ray
+
+    start_ray()
+    yield
+    ray.shutdown()
+
+
+def agreement(a, b) -> float:
+    """Fraction of completions with identical token ids in two sample() results."""
+    pairs = [(s.completion_ids, t.completion_ids) for g, h in zip(a, b, strict=True)
+             for s, t in zip(g, h, strict=True)]
+    return sum(x == y for x, y in pairs) / len(pairs)
+
+
+def vllm_policy(**kw):
+    from discover.model_store import resolve_model
+    from discover.policy_vllm import VLLMPolicy
+
+    return VLLMPolicy(str(resolve_model("smollm2")), gpus=kw.pop("gpus", 0.5),
+                      gpu_memory_utilization=kw.pop("gpu_memory_utilization", 0.3), **kw)
+
+
+@pytest.mark.slow
+@needs_cuda
+def test_vllm_samples_carry_sampled_token_logprobs(gpu_ray):
+    from discover.model_store import resolve_model
+    from discover.policy_hf import sequence_logprobs
+    from discover.policy_vllm import chat_ids
+
+    policy = vllm_policy()
+    try:
+        a = policy.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
+        b = policy.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
+        assert [len(g) for g in a] == [3, 3]
+        # Seeded: the same seed gives the same completions (unseeded, 24 tokens at T=1 would
+        # almost never repeat). vLLM does not promise bit-equal numerics across batches (prefix
+        # caching), so a rare flip is tolerated.
+        assert agreement(a, b) >= 0.5
+        assert len({tuple(s.completion_ids) for g in a for s in g}) > 1
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model("smollm2")
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        for prompt, group in zip(PROMPTS, a, strict=True):
+            for s in group:
+                assert s.version == 0 and s.prompt_ids == chat_ids(tok, prompt)
+                assert len(s.logprobs) == len(s.completion_ids) > 0
+                assert all(lp <= 0 for lp in s.logprobs)
+                with torch.no_grad():
+                    ref = sequence_logprobs(model, s.prompt_ids, s.completion_ids)
+                # vLLM samples in bf16; the reference is fp32: close, not equal.
+                diff = (ref - torch.tensor(s.logprobs)).abs().mean().item()
+                assert diff < 0.1, diff
+    finally:
+        policy.shutdown()
+
+
+@pytest.mark.slow
+@needs_cuda
+def test_hot_loaded_adapter_changes_the_outputs(gpu_ray, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from discover.model_store import resolve_model
+
+    # A real PEFT adapter with a non-zero update (B is random, not zero) of rank 16.
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2"))
+    torch.manual_seed(0)
+    peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
+                                           target_modules=["q_proj", "k_proj", "v_proj",
+                                                           "o_proj"], task_type="CAUSAL_LM"))
+    peft.save_pretrained(tmp_path / "v00001")
+    policy = vllm_policy()
+    try:
+        before = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
+        policy.load_adapter(tmp_path / "v00001", 1)
+        after = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
+        assert all(s.version == 1 for g in after for s in g)
+        assert agreement(before, after) < 1.0
+        assert all(s.logprobs != t.logprobs for g, h in zip(before, after, strict=True)
+                   for s, t in zip(g, h, strict=True))
+        policy.load_adapter(tmp_path / "v00001", 1)  # the same version again: no reload
+        again = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
+        assert agreement(again, after) >= 0.5 and all(s.version == 1 for g in again for s in g)
+    finally:
+        policy.shutdown()
+
+
+@pytest.mark.slow
+@needs_cuda
+def test_two_step_run_with_vllm_and_the_trl_learner(tmp_path):
+    run_dir = tmp_path / "run"
+    gpus = torch.cuda.device_count()
+    share = [] if gpus >= 2 else [
+        "--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
+        "--set", "policy.gpu_memory_utilization=0.3"]
+    cmd = [sys.executable, "-m", "discover.cli", "run", "toy", "--backend", "vllm",
+           "--learner", "entropic", "--steps", "2", "--groups", "2", "--group-size", "4",
+           "--max-new-tokens", "128", "--run-dir", str(run_dir), *share]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [0, 1] and all(m["total"] == 8 for m in lines)
+    version = lines[-1]["version"]
+    assert (run_dir / "adapters" / f"v{version:05d}" / "adapter_model.safetensors").exists()
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "archive.sqlite") as db:
+        used = dict(db.execute("SELECT step, MAX(policy_version) FROM candidates "
+                               "WHERE step >= 0 GROUP BY step"))
+    # Step 1 was sampled by the adapter step 0 produced (its LoRARequest), step 0 by the base.
+    assert used == {0: 0, 1: lines[0]["version"]}
