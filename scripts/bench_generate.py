@@ -13,6 +13,7 @@ two are alternated (A B A B ...) per batch size so that load from other processe
 alike; figures are medians over rounds. Target: ours at least 0.9x generate's tokens/s.
 
     python scripts/bench_generate.py --rounds 3 --max-new-tokens 128
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench_generate.py   # on a busy machine, see docs
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--env", default="erdos", help="whose first prompt to use")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (policy.threads); 0: torch's default, all cores")
     args = p.parse_args()
 
-    policy = HFPolicy()
+    policy = HFPolicy(threads=args.threads or None)
     env = load_environment(args.env)
     art = env.initial_artifacts(1, 0)[0]
     ev = env.verify(art)

@@ -13,7 +13,9 @@ Part 2, a real run: `discover run erdos --learner entropic --steps N` with every
 at its default (subprocess, the real CLI), sampling the resident memory of its whole process
 tree (driver, Ray workers, sandboxes) every 0.5 s; then the share of each step spent in
 generation, scoring and learning, from metrics.jsonl ("seconds"). Target: the run's peak under
-8 GB.
+8 GB. A step whose rewards are all equal (e.g. every program failed, common with the small model)
+makes no update and costs no learning time; if no step of the run learned, the script also
+prints the shares and the peak with part 1's learner step added, as an estimate.
 
     python scripts/bench_learner.py --steps 2
 """
