@@ -47,13 +47,16 @@ class LearnerConfig:
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True
     micro_batch: int = 4  # completions per backward pass
+    # The sampler's temperature: its log-probs are of logits / T, so the ratio must use the same.
+    temperature: float = 1.0
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"learner method must be one of {METHODS}, got {self.method!r}")
-        if self.lr <= 0 or self.lora_rank < 1 or self.micro_batch < 1 or self.kl_coef < 0:
-            raise ValueError("learner needs lr > 0, lora_rank >= 1, micro_batch >= 1 and "
-                             f"kl_coef >= 0; got {self}")
+        if (self.lr <= 0 or self.lora_rank < 1 or self.micro_batch < 1 or self.kl_coef < 0
+                or not self.temperature > 0):
+            raise ValueError("learner needs lr > 0, lora_rank >= 1, micro_batch >= 1, "
+                             f"kl_coef >= 0 and temperature > 0; got {self}")
 
 
 class Learner:
@@ -121,14 +124,15 @@ class Learner:
 
     def _completion_loss(self, s: Sample, a: float):
         """(summed PG loss, summed k3 KL to the base model, detached ratios) for one completion."""
-        logp = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids)
+        t = self.cfg.temperature
+        logp = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t)
         sampler = torch.tensor(s.logprobs, dtype=logp.dtype, device=logp.device)
         ratios = torch.exp(logp - sampler)
         pg = -a * ratios.sum()
         kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
         if self.cfg.kl_coef > 0:
             with torch.no_grad(), self.model.disable_adapter():
-                base = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids)
+                base = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t)
             d = base - logp
             kl = (torch.exp(d) - d - 1).sum()
         return pg, kl, ratios.detach()

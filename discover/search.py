@@ -155,7 +155,7 @@ def make_learner(cfg: Config, policy: Policy):
     learner_cfg = LearnerConfig(
         method=lc.method, beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
         lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
-        micro_batch=lc.micro_batch)
+        micro_batch=lc.micro_batch, temperature=cfg.policy.temperature)
     if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
         from discover.learner_trl import RemoteLearner
         from discover.model_store import resolve_model

@@ -30,3 +30,12 @@ def test_bare_code_closed_by_a_lone_fence_is_taken():
     assert extract_code("#include <cstdio>\nint main(){}\n```", "cpp").startswith("#include")
     # a fenced block always wins over bare code elsewhere
     assert extract_code("def a(): pass\n```python\nx = 1\n```", "python") == "x = 1\n"
+
+
+def test_a_complete_block_beats_a_later_truncated_one():
+    text = ("```python\ndef solve():\n    return [0, 1]\n```\nBetter:\n```python\n"
+            "def solve():\n    return [1, 2, 3, 4")
+    assert extract_code(text, "python") == "def solve():\n    return [0, 1]\n"
+    # ... but a closed block of another language does not count
+    text = "```bash\nls\n```\n```python\ndef solve():\n    return [1"
+    assert extract_code(text, "python") == "def solve():\n    return [1\n"

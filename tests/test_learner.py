@@ -169,3 +169,11 @@ def test_all_zero_advantages_skip_the_step():
         learner.step(groups, [[1.0, 0.0]])
     with pytest.raises(ValueError, match="method"):
         Learner(policy, LearnerConfig(method="median"))
+
+
+def test_ratios_are_one_on_policy_at_the_sampling_temperature():
+    policy, learner = make(temperature=0.7)
+    groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=0.7, seed=0)
+    assert learner.backward(groups, REWARDS)["ratio"] == pytest.approx(1.0, abs=1e-3)
+    learner.cfg.temperature = 1.0  # scoring the same tokens at another temperature is off-policy
+    assert learner.backward(groups, REWARDS)["ratio"] != pytest.approx(1.0, abs=1e-2)

@@ -1,8 +1,12 @@
 """A learnable toy: return up to 10 digits; the score is their sum (max 90).
 
-Chosen so that the embedded 135M model succeeds on some attempts but not most at the start
-(it often writes a `solve` that crashes or takes arguments), and successes are graded (any
-list of numbers earns partial credit), so a learner has a signal to climb within minutes.
+Chosen so that the embedded 135M model succeeds on some attempts but not most at the start,
+and successes are graded (any list of numbers earns partial credit), so a learner has a signal
+to climb within minutes. Every prompt shows a working program to improve on: for a parent that
+came from a program, that program; for the initial state, the one-line program that returns its
+artefact. Without one the 135M model almost never writes a valid `solve()` (0 of 16 at
+temperature 1, against about 1 in 5 with it); with it, it mostly fails by truncating or
+garbling its copy, which is what the learner can fix.
 """
 
 from __future__ import annotations
@@ -47,17 +51,14 @@ class ToyEnvironment(Environment):
         return STATEMENT
 
     def render_prompt(self, parent: Parent) -> str:
-        text = STATEMENT
-        if parent.code:
-            code = parent.code.strip()
-            text += (f"\n\nThis program scored {parent.score:g}:\n```python\n{code}\n"
-                     f"```\nWrite a better one.")
-        return text + "\nAnswer with one ```python code block."
+        code = (parent.code or starter_program(parent.artifact)).strip()
+        return (f"{STATEMENT}\n\nThis program scored {parent.score:g}:\n```python\n{code}\n```\n"
+                "Write a better one.\nAnswer with one ```python code block.")
 
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
         if init_file:
             return [self.load_artifact(init_file)]
-        return [[0]]  # one trivial start: the task needs no seed solution
+        return [[1, 2, 3]]  # one weak start: the task needs no seed solution
 
     def score_artifact(self, artifact: Any) -> float:
         try:
@@ -92,3 +93,11 @@ class ToyEnvironment(Environment):
             return self.failed("invalid_artifact", str(e))
         kept = np.asarray(res.value, dtype=np.float64).reshape(-1)[:MAX_LEN].tolist()
         return Evaluation(ok=True, score=score, reward=score, artifact=kept, log=res.stdout[-300:])
+
+
+def starter_program(artifact: Any) -> str:
+    """The one-line program that returns `artifact`'s counted numbers (the initial state has no
+    program, and the numbers past the first ten do not count)."""
+    x = np.asarray(artifact, dtype=np.float64).reshape(-1)[:MAX_LEN]
+    numbers = [int(v) if v.is_integer() else float(v) for v in x]
+    return f"def solve():\n    return {numbers!r}\n"
