@@ -15,12 +15,33 @@ class Sample:
     completion_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)  # per completion token, as sampled
     version: int = 0  # policy (adapter) version that produced it
+    prefill: str = ""  # the opening of the assistant's turn given to the model (prompt tokens)
+
+    @property
+    def response(self) -> str:
+        """The whole answer as the model's turn reads: the prefill, then the completion."""
+        return self.prefill + self.text
 
 
 class Policy(Protocol):
     version: int
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int) -> list[list[Sample]]:
-        """n completions for each prompt (the prompt is a user message; chat template applied)."""
+               seed: int, prefill: str = "") -> list[list[Sample]]:
+        """n completions for each prompt (the prompt is a user message; chat template applied).
+
+        `prefill` opens the assistant's turn (e.g. the start of a code block): its tokens are
+        prompt tokens (no log-prob, no loss), `Sample.text` is the completion after it and
+        `Sample.prefill` what was actually prefilled ("" where a backend cannot prefill)."""
         ...
+
+
+def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None,
+             prefill: str = "") -> list[int]:
+    """Token ids of a user message under the chat template, ready for the assistant's turn
+    (opened with `prefill`); every backend that takes token prompts encodes with this."""
+    messages = [{"role": "user", "content": prompt}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text + prefill, add_special_tokens=False)["input_ids"]

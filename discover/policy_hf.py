@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from discover.model_store import MissingModel, resolve_model
-from discover.policy import Sample
+from discover.policy import Sample, chat_ids
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -88,24 +88,20 @@ class HFPolicy:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
 
-    def encode(self, prompt: str) -> list[int]:
-        """Token ids of a user message under the chat template, ready for the assistant's turn."""
-        messages = [{"role": "user", "content": prompt}]
-        if self.system_prompt is not None:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def encode(self, prompt: str, prefill: str = "") -> list[int]:
+        """Token ids of a user message under the chat template, then the assistant's turn opened
+        with `prefill` (prompt tokens too)."""
+        return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int) -> list[list[Sample]]:
+               seed: int, prefill: str = "") -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or not temperature > 0:
             raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
                              f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
         t0 = time.monotonic()
-        encoded = [self.encode(p) for p in prompts]
+        encoded = [self.encode(p, prefill) for p in prompts]
         rows = [(i, k) for i in range(len(prompts)) for k in range(n)]
         # Similar lengths share a batch (less padding); results do not depend on the grouping.
         rows.sort(key=lambda r: len(encoded[r[0]]))
@@ -121,7 +117,7 @@ class HFPolicy:
                 out[i][k] = Sample(
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     prompt_ids=list(encoded[i]), completion_ids=ids, logprobs=logprobs,
-                    version=self.version)
+                    version=self.version, prefill=prefill)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
         return out  # type: ignore[return-value]
 

@@ -25,7 +25,7 @@ import math
 import time
 from pathlib import Path
 
-from discover.policy import Sample
+from discover.policy import Sample, chat_ids
 
 INSTALL_HINT = ("the vllm backend needs vLLM, which runs on CUDA GPUs only: "
                 "pip install 'discover[gpu]' (scripts/setup.sh does it where nvidia-smi works)")
@@ -80,15 +80,6 @@ def prompt_seed(seed: int, index: int) -> int:
     """A 31-bit seed per (call seed, prompt index); vLLM adds the sample index to it."""
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 33
-
-
-def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None) -> list[int]:
-    """Token ids of a user message under the chat template, ready for the assistant's turn."""
-    messages = [{"role": "user", "content": prompt}]
-    if system_prompt is not None:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def sampled_logprobs(token_ids: list[int], logprobs) -> list[float]:
@@ -154,10 +145,10 @@ class VLLMGenerator:
         return self.version
 
     def sample(self, prompts: list[str], indices: list[int], n: int, max_new_tokens: int,
-               temperature: float, seed: int) -> list[list[Sample]]:
+               temperature: float, seed: int, prefill: str = "") -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        encoded = [chat_ids(self.tokenizer, p, self.system_prompt) for p in prompts]
+        encoded = [chat_ids(self.tokenizer, p, self.system_prompt, prefill) for p in prompts]
         params = [SamplingParams(n=n, temperature=temperature, top_p=1.0, min_p=0.0,
                                  repetition_penalty=1.0, max_tokens=max_new_tokens,
                                  logprobs=0, seed=prompt_seed(seed, i),
@@ -172,7 +163,8 @@ class VLLMGenerator:
                 group.append(Sample(
                     text=self.tokenizer.decode(tokens, skip_special_tokens=True),
                     prompt_ids=list(ids), completion_ids=tokens,
-                    logprobs=sampled_logprobs(tokens, c.logprobs), version=self.version))
+                    logprobs=sampled_logprobs(tokens, c.logprobs), version=self.version,
+                    prefill=prefill))
             groups.append(group)
         return groups
 
@@ -212,7 +204,7 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int) -> list[list[Sample]]:
+               seed: int, prefill: str = "") -> list[list[Sample]]:
         import ray
 
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -224,7 +216,8 @@ class VLLMPolicy:
         k = len(self.actors)
         parts = [list(range(j, len(prompts), k)) for j in range(k)]  # round-robin
         refs = [a.sample.remote([prompts[i] for i in idx], idx, n, max_new_tokens, temperature,
-                                seed) for a, idx in zip(self.actors, parts, strict=True) if idx]
+                                seed, prefill)
+                for a, idx in zip(self.actors, parts, strict=True) if idx]
         out: list[list[Sample]] = [[] for _ in prompts]
         for idx, groups in zip([p for p in parts if p], ray.get(refs), strict=True):
             for i, group in zip(idx, groups, strict=True):

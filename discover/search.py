@@ -188,7 +188,7 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
 def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
                  samples: list[list[Sample]], seed: int) -> list[list[Candidate]]:
     """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
-    codes = [[extract_code(s.text, env.language) for s in group] for group in samples]
+    codes = [[extract_code(s.response, env.language) for s in group] for group in samples]
     jobs, where = [], []
     for g, group in enumerate(codes):
         for i, code in enumerate(group):
@@ -204,7 +204,7 @@ def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
             children.append(Candidate(
                 id=None, step=-1, parent_id=None, code=codes[g][i], artifact=ev.artifact,
                 score=ev.score, reward=ev.reward, ok=ev.ok, failure=ev.failure, log=ev.log,
-                stdout=ev.log if ev.ok else "", completion=s.text, group_idx=g,
+                stdout=ev.log if ev.ok else "", completion=s.response, group_idx=g,
                 policy_version=s.version, eval_s=secs, metrics=ev.metrics,
                 key=dedup_key(ev.artifact, codes[g][i]) if ev.ok else ""))
         groups.append(children)
