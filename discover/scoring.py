@@ -37,6 +37,14 @@ class Scorer:
             ev = self.env.failed("crash", f"environment error: {type(e).__name__}: {e}")
         return dataclasses.asdict(ev), time.perf_counter() - t0
 
+    def sandbox(self) -> str:
+        """The sandbox level this scorer runs candidates at, e.g. 'bwrap+netns+pidns+uid_drop
+        (sealed filesystem)'."""
+        from discover.sandbox import isolation
+
+        iso = isolation()
+        return f"{iso['mode']} ({'sealed' if iso['sealed'] else 'NOT sealed:'} filesystem)"
+
 
 class ScorerPool:
     """Evaluate many programs in parallel; results come back in the order of the jobs."""
@@ -86,6 +94,10 @@ class ScorerPool:
                 results[i] = (Evaluation(ok=False, reward=self.failure_reward, failure="crash",
                                          log=msg), 0.0)
         return results  # type: ignore[return-value]
+
+    def sandbox_modes(self) -> list[str]:
+        """The sandbox levels the scorers run at (each probes its own machine)."""
+        return sorted(set(ray.get([a.sandbox.remote() for a in self.actors])))
 
     def shutdown(self) -> None:
         for a in self.actors:

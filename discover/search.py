@@ -112,6 +112,13 @@ def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
     return rd, cfg
 
 
+def record_sandbox(rd: RunDir, cfg: Config, archive: Archive, modes: list[str]) -> None:
+    """The scorers' sandbox level, where a user looks: atop config.toml, and in the archive."""
+    archive.set_meta("sandbox", modes)
+    write_atomic(rd.config, f"# sandbox (the scorers' at the latest start): {'; '.join(modes)}\n"
+                 + config_mod.dumps(cfg))
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a whole file or none of it: a kill leaves the old file (or no file), never half."""
     tmp = path.with_name(path.name + ".tmp")
@@ -244,6 +251,7 @@ def run(cfg: Config, resume: bool = False,
 
             start_ray(cfg.ray.address)
             pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+            record_sandbox(rd, cfg, archive, pool.sandbox_modes())
             policy = make_policy(cfg)
             learner = make_learner(cfg, policy)
             start = archive.last_step() + 1

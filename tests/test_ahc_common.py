@@ -6,9 +6,13 @@ contest environment's failure paths are driven through AHC058, whose scorer is c
 
 import dataclasses
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from discover import sandbox
 from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent, load_environment
 from environments.ahc058 import AHC058Environment
 from environments.ahc058 import problem as p58
@@ -49,6 +53,26 @@ def test_compile_error_is_reported_with_diagnostics():
     comp = compile_cpp("int main() { return undefined_name; }\n")
     assert comp.binary is None and comp.failure == "syntax_error"
     assert "undefined_name" in comp.log and "error" in comp.log
+
+
+@pytest.mark.skipif(not sandbox.isolation()["sealed"],
+                    reason=f"the sandbox does not seal the filesystem here "
+                           f"({sandbox.isolation()['mode']}; apt-get install bubblewrap)")
+def test_an_include_of_a_host_file_does_not_compile():
+    """Sealed, the compiler sees its headers and nothing else: not the checkout, not a
+    world-readable header in the host's /tmp (what a hostile #include would leak)."""
+    checkout = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        os.chmod(tmp, 0o755)
+        header = Path(tmp) / "secret.h"
+        header.write_text("int secret() { return 42; }\n")
+        header.chmod(0o644)
+        for path in (header, checkout):
+            comp = compile_cpp(f'#include "{path}"\nint main() {{ return 0; }}\n')
+            assert comp.failure == "syntax_error", comp.log
+            assert "No such file or directory" in comp.log, comp.log
+    ok = compile_cpp("#include <bits/stdc++.h>\nint main() { std::vector<int> v(3); }\n")
+    assert ok.failure is None, ok.log  # the compiler's own headers are there
 
 
 def test_run_reads_stdin_and_returns_large_output_whole():
