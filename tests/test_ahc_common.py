@@ -130,12 +130,22 @@ def test_failure_names_the_case(env):
     assert not crash.ok and crash.failure == "crash"
     assert crash.metrics["case"] == 2 and crash.metrics["failed_cases"] == [2]
     assert "case 2 (odd one): runtime error: killed by SIGABRT" in crash.log
-    wrong = env.score_program(idle("if (a1 == 77) puts(\"0 0\");"), cases)  # T + 1 actions
+    wrong = env.score_program(idle("if (a1 == 77) { puts(\"0 -0\"); t--; }"), cases)
     assert not wrong.ok and wrong.failure == "invalid_artifact" and wrong.metrics["case"] == 2
-    assert "wrong answer: expected exactly 500 actions, got 501" in wrong.log
+    assert "wrong answer: output line 1: id: '-0' is not an unsigned integer" in wrong.log
     slow = env.score_program(idle("if (a1 == 77) for (volatile int x = 0;; x++);"), cases)
     assert not slow.ok and slow.failure == "timeout" and "time limit" in slow.log
     assert all(e.failure in FAILURE_KINDS for e in (crash, wrong, slow))
+
+
+def test_output_must_be_strict_utf8(env):
+    """The official testers read the output as a Rust String: invalid UTF-8 is a wrong answer."""
+    cases = [(f"case {k}", p58.generate(k)) for k in range(2)]
+    ev = env.score_program(idle('fputs("# caf\\xe9\\n", stdout);'), cases)  # latin-1 é
+    assert ev.failure == "invalid_artifact" and ev.metrics["case"] == 0, ev.log
+    assert "wrong answer: the output is not valid UTF-8 (byte 5: b'\\xe9\\n-1')" in ev.log
+    ok = env.score_program(idle('fputs("# caf\\xc3\\xa9\\n", stdout);'), cases)  # UTF-8 é
+    assert ok.ok, ok.log
 
 
 def test_overspend_is_a_wrong_answer(env):

@@ -100,12 +100,12 @@ def parse_output(text: str) -> np.ndarray | None:
     while pos < len(tokens):
         m = tester_parse.integer(tokens[pos], f"polygon {count}: vertex count", signed=False,
                                  lo=MIN_VERTICES, hi=MAX_VERTICES)
-        if pos + 1 + 2 * m > len(tokens):
-            raise InvalidArtifact(f"polygon {count}: {m} vertices announced, "
-                                  f"{(len(tokens) - pos - 1) // 2} given")
         last = [tester_parse.integer(t, f"polygon {count}, vertex {k // 2}: "
                                         f"{'xy'[k % 2]} coordinate", lo=0, hi=COORD_MAX)
-                for k, t in enumerate(tokens[pos + 1: pos + 1 + 2 * m])]
+                for k, t in enumerate(tokens[pos + 1: pos + 1 + 2 * m])]  # in reading order
+        if len(last) < 2 * m:
+            raise InvalidArtifact(f"polygon {count}: {m} vertices announced, "
+                                  f"{len(last) // 2} given")
         pos += 1 + 2 * m
         count += 1
     return None if last is None else np.array(last, dtype=np.int64).reshape(-1, 2)
