@@ -23,11 +23,12 @@ level: `available_levels()`):
   otherwise:   a new session and process group, killed as a group.
 
 Why bubblewrap: it is the tool made for exactly this (Flatpak's sandbox, and several coding
-agents'), packaged by every distribution (`apt-get install bubblewrap`), ~0.01 s per start, and
-it composes the view from explicit binds on an empty tmpfs root, so what is not named is not
-there, including what a new host directory would add later. The alternative, our own mount
-namespace with pivot_root, would re-implement the same steps (mount propagation, /proc, /dev,
-read-only remounts) in code of ours that nobody else reviews.
+agents'), packaged by every distribution (`apt-get install bubblewrap`), a few tens of ms per
+start beyond the namespaces we made before (docs/benchmarks.md), and it composes the view from
+explicit binds on an empty tmpfs root, so what is not named is not there, including whatever
+the host gains later. The alternative, our own mount namespace with pivot_root, would
+re-implement the same steps (mount propagation, /proc, /dev, read-only remounts) in code of
+ours that nobody else reviews.
 
 `run_program` runs any command (e.g. a compiled C++ binary); `run_function` runs model-written
 Python through _harness.py and returns the function's value as a numeric ndarray.
@@ -182,7 +183,7 @@ def _probe(level: tuple) -> tuple[dict | None, str]:
         res = _run(iso, [sys.executable, "-c", probe, marker.name], {}, Limits(wall_s=60), (),
                    None, ("numpy",), ())
     fields = res.stdout.split()
-    if (res.status == "ok" and len(fields) == 4 and (fields[0] in "12" or not iso["pidns"])
+    if (res.status == "ok" and len(fields) == 4 and (fields[0] in ("1", "2") or not iso["pidns"])
             and (not iso["uid_drop"] or fields[1].isdigit() and int(fields[1]) >= _UID_BASE)
             and (fields[3] == "0" or not iso["sealed"])):
         ours = sys.version.split()[0]

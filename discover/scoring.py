@@ -28,6 +28,12 @@ def start_ray(address: str = "", num_cpus: int | None = None) -> None:
 class Scorer:
     def __init__(self, env_name: str, env_options: dict) -> None:
         self.env = load_environment(env_name, **env_options)
+        from discover.sandbox import isolation
+
+        try:  # probe the sandbox now, not inside the first candidate's time
+            isolation()
+        except RuntimeError:  # no level runs here: each evaluation reports it as a crash
+            pass
 
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> tuple[dict, float]:
         t0 = time.perf_counter()

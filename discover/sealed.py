@@ -80,6 +80,8 @@ def view(packages: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> View:
     devices = []
     for pattern in paths:
         for match in sorted(glob.glob(pattern)):
+            if any(within(own, [match]) for own in (WORK, TMP, SHM)):
+                continue  # "/", "/tmp", "/dev": would cover the program's own directories
             if match.startswith("/dev/"):
                 devices.append(match)
             elif not within(match, trees):
@@ -96,10 +98,10 @@ def view(packages: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> View:
 
     listable = {s for s in sites if not within(s, trees)}
     dirs: dict[str, str] = {}
-    for dest in [*trees, *(p for _, p in symlinks), *entries]:
+    for dest in [*trees, *(p for _, p in symlinks), *entries, *devices]:
         parent = os.path.dirname(dest)
         chain = []
-        while parent not in ("/", "") and not within(parent, trees):
+        while parent not in ("/", "", "/dev") and not within(parent, trees):
             chain.append(parent)
             parent = os.path.dirname(parent)
         for d in chain:
@@ -157,6 +159,9 @@ def bwrap_args(v: View, work: str, tmp: str, shm: str, setuid: bool) -> list[str
          "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if setuid:
         a += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    # Its own directories first: what is bound later under /tmp (a venv there) lands inside.
+    a += ["--proc", "/proc", "--dev", "/dev",
+          "--bind", work, WORK, "--bind", tmp, TMP, "--bind", shm, SHM]
     for d, mode in v.dirs:
         a += ["--perms", mode, "--dir", d]
     for t in v.trees:
@@ -167,10 +172,9 @@ def bwrap_args(v: View, work: str, tmp: str, shm: str, setuid: bool) -> list[str
         a += ["--tmpfs", h]
     for p in v.packages:
         a += ["--ro-bind", p, p]
-    a += ["--proc", "/proc", "--dev", "/dev"]
     for d in v.devices:
         a += ["--dev-bind", d, d]
-    a += ["--bind", work, WORK, "--bind", tmp, TMP, "--bind", shm, SHM, "--remount-ro", "/"]
+    a += ["--remount-ro", "/"]
     for h in v.hidden:  # a writable tmpfs would be memory the disk limit never sees
         a += ["--remount-ro", h]
     return [*a, "--chdir", WORK, "--"]

@@ -191,3 +191,27 @@ def test_an_unprivileged_user_is_sealed_too(host_paths):
     assert iso["user_ns"] and not iso["uid_drop"], iso
     assert report["status"] == "ok", report["stderr"]
     assert_sealed(json.loads(report["stdout"]), iso["mode"])
+
+
+@needs_sealed
+def test_declared_paths_and_devices_are_there_and_nothing_beside_them(tmp_path):
+    """What an environment's sandbox_paths names is readable (a device as a device: how the
+    GPU environment keeps /dev/nvidia*); its neighbours are not."""
+    os.chmod(tmp_path, 0o755)
+    shown, hidden = tmp_path / "shown.txt", tmp_path / "hidden.txt"
+    for f in (shown, hidden):
+        f.write_text(f.name)
+        f.chmod(0o644)
+    device = next((d for d in ("/dev/fuse", "/dev/net/tun", "/dev/kvm") if os.path.exists(d)),
+                  None)
+    program = ("import os, stat, sys\nfor p in sys.argv[1:]:\n"
+               "    print(p, stat.S_ISCHR(os.stat(p).st_mode) if os.path.exists(p) else None)\n")
+    argv = [sys.executable, "-s", "-B", "-c", program, str(shown), str(hidden)]
+    globs = (str(tmp_path / "sh*.txt"),) + ((device[:-1] + "*",) if device else ())
+    res = run_program(argv + ([device] if device else []), {}, Limits(wall_s=60), paths=globs)
+    seen = dict(line.split() for line in res.stdout.splitlines())
+    assert seen[str(shown)] == "False" and seen[str(hidden)] == "None", res.stdout + res.stderr
+    if device:
+        assert seen[device] == "True", res.stdout  # bound as a device, not a copy
+        res = run_program(argv + [device], {}, Limits(wall_s=60))
+        assert res.stdout.split()[-1] == "None", res.stdout  # not declared: not there
