@@ -42,7 +42,7 @@ class OpenAIPolicy:
         self.last_stats = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
         # (prefill is not sent yet: the samples say so with Sample.prefill = "")
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")

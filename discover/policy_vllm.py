@@ -25,7 +25,7 @@ import math
 import time
 from pathlib import Path
 
-from discover.policy import Sample, chat_ids
+from discover.policy import Sample, chat_ids, prefills
 
 INSTALL_HINT = ("the vllm backend needs vLLM, which runs on CUDA GPUs only: "
                 "pip install 'discover[gpu]' (scripts/setup.sh does it where nvidia-smi works)")
@@ -145,10 +145,11 @@ class VLLMGenerator:
         return self.version
 
     def sample(self, prompts: list[str], indices: list[int], n: int, max_new_tokens: int,
-               temperature: float, seed: int, prefill: str = "") -> list[list[Sample]]:
+               temperature: float, seed: int, prefill: list[str]) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        encoded = [chat_ids(self.tokenizer, p, self.system_prompt, prefill) for p in prompts]
+        encoded = [chat_ids(self.tokenizer, p, self.system_prompt, f)
+                   for p, f in zip(prompts, prefill, strict=True)]
         params = [SamplingParams(n=n, temperature=temperature, top_p=1.0, min_p=0.0,
                                  repetition_penalty=1.0, max_tokens=max_new_tokens,
                                  logprobs=0, seed=prompt_seed(seed, i),
@@ -156,7 +157,7 @@ class VLLMGenerator:
         outs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params,
                                  use_tqdm=False, lora_request=self.lora)
         groups = []
-        for ids, out in zip(encoded, outs, strict=True):
+        for ids, fill, out in zip(encoded, prefill, outs, strict=True):
             group = []
             for c in out.outputs:
                 tokens = list(c.token_ids)
@@ -164,7 +165,7 @@ class VLLMGenerator:
                     text=self.tokenizer.decode(tokens, skip_special_tokens=True),
                     prompt_ids=list(ids), completion_ids=tokens,
                     logprobs=sampled_logprobs(tokens, c.logprobs), version=self.version,
-                    prefill=prefill))
+                    prefill=fill))
             groups.append(group)
         return groups
 
@@ -204,7 +205,7 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
         import ray
 
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -212,11 +213,12 @@ class VLLMPolicy:
         if n < 1 or max_new_tokens < 1 or not temperature > 0:
             raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
                              f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+        fills = prefills(prefill, len(prompts))
         t0 = time.monotonic()
         k = len(self.actors)
         parts = [list(range(j, len(prompts), k)) for j in range(k)]  # round-robin
         refs = [a.sample.remote([prompts[i] for i in idx], idx, n, max_new_tokens, temperature,
-                                seed, prefill)
+                                seed, [fills[i] for i in idx])
                 for a, idx in zip(self.actors, parts, strict=True) if idx]
         out: list[list[Sample]] = [[] for _ in prompts]
         for idx, groups in zip([p for p in parts if p], ray.get(refs), strict=True):
