@@ -33,6 +33,8 @@ class RunSection:
     init_file: str = ""  # a known construction to start from
     initial_states: int = 4
     selection: str = "puct"  # puct | greedy | fixed
+    edit: str = "block"  # block: answer with the parent's editable block, where it marks one;
+    # whole: answer with a whole program
     puct_c: float = 1.0
     log: str = ""  # extra metrics sinks beside metrics.jsonl: "tensorboard", "wandb" or both
 
@@ -42,6 +44,7 @@ class PolicySection:
     backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
     model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
     base_url: str = ""
+    prefill: bool = True  # open the assistant's turn with the code block (prompt tokens)
     max_new_tokens: int = 384
     temperature: float = 1.0
     batch_size: int = 8
@@ -100,6 +103,8 @@ class Config:
                 raise ConfigError(f"{section}.{name} must be positive, got {value}")
         if r.selection not in ("puct", "greedy", "fixed"):
             raise ConfigError(f"run.selection must be puct, greedy or fixed, got {r.selection!r}")
+        if r.edit not in ("block", "whole"):
+            raise ConfigError(f"run.edit must be block or whole, got {r.edit!r}")
         sinks = [x.strip() for x in r.log.split(",") if x.strip()]
         if any(x not in LOG_SINKS for x in sinks):
             raise ConfigError(f"run.log must name sinks among {', '.join(LOG_SINKS)} "
