@@ -22,7 +22,8 @@
 # 2: no CUDA device here (after checking its own syntax and the summary writer, in one line).
 #
 # Environment: GPU_CHECK_TOTAL_S (overall budget, 470), GPU_CHECK_PARTS (comma list: run only
-# these, e.g. for a rerun), GPU_CHECK_SETUP (auto|online|offline), GPU_CHECK_KILL_GRACE (5 s).
+# these and the set-up, e.g. for a rerun), GPU_CHECK_SETUP (auto|online|offline),
+# GPU_CHECK_KILL_GRACE (5 s).
 # Sourcing this file defines the functions without running anything (tests/test_gpu_check.py).
 set -uo pipefail
 
@@ -100,7 +101,8 @@ run_part() {  # run_part NAME CAP "MODULES NEEDED" COMMAND...
     PART_CAP=$cap timeout -k "$KILL_GRACE" "$cap" "$@" >"$log" 2>&1 </dev/null
     rc=$?
     local secs=$(($(now) - t0))
-    { echo "===== $name (rc $rc, ${secs}s, cap ${cap}s): $*"; cat "$log"; } >>"$OUT_DIR/gpu_check.log"
+    { echo "===== $name (rc $rc, ${secs}s, cap ${cap}s): $*"; cat "$log"; } \
+        >>"$OUT_DIR/gpu_check.log"
     if [ "$rc" -eq 0 ]; then
         record "$name" ok 0 "$secs" "$cap" ""
     elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -216,6 +218,8 @@ main() {
         exit $?
     fi
     cd "$ROOT" || exit 1
+    # A rerun of some parts (GPU_CHECK_PARTS) still needs the set-up they run under.
+    [ -n "${GPU_CHECK_PARTS:-}" ] && GPU_CHECK_PARTS="$GPU_CHECK_PARTS,setup"
     init_work "$out"
     echo "[gpu_check] work folder $WORK; output $OUT_DIR; budget ${TOTAL_S}s"
     export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
