@@ -40,8 +40,10 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"cannot resume: {saved} not found")
         values = config_mod.load_toml(saved)
     cfg = config_mod.apply(Config(), values)
+    layers = [values]
     if args.config:
-        config_mod.apply(cfg, config_mod.load_toml(args.config))
+        layers.append(config_mod.load_toml(args.config))
+        config_mod.apply(cfg, layers[-1])
     flags: dict = {"run": {"env": args.env}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
@@ -50,7 +52,11 @@ def build_config(args: argparse.Namespace) -> Config:
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config_mod.apply(cfg, flags)
-    config_mod.apply(cfg, config_mod.parse_set(args.set or []))
+    layers += [flags, config_mod.parse_set(args.set or [])]
+    config_mod.apply(cfg, layers[-1])
+    if cfg.policy.backend in ("openai", "null") and not any(
+            "method" in layer.get("learner", {}) for layer in layers):
+        cfg.learner.method = "none"  # learning is the default where there are weights to train
     cfg.validate()
     return cfg
 
@@ -221,10 +227,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--init", help="JSON file with a known construction to start from")
     r.add_argument("--selection", choices=["puct", "greedy", "fixed"])
     r.add_argument("--model", help="'smollm2' (embedded) or a model folder / name")
-    r.add_argument("--backend", choices=["hf", "openai", "vllm"])
+    r.add_argument("--backend", choices=["hf", "openai", "vllm", "null"],
+                   help="null: no model, children re-run their parent's program (a baseline)")
     r.add_argument("--base-url", help="OpenAI-compatible endpoint for --backend openai")
     r.add_argument("--max-new-tokens", type=int)
-    r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"])
+    r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"],
+                   help="entropic by default (test-time RL); none: search without learning")
     r.add_argument("--ray-address", help="join an existing Ray cluster")
     r.add_argument("--log", action="append", choices=["tensorboard", "wandb"],
                    help="also log per-step metrics to TensorBoard or W&B (optional extras)")

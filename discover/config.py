@@ -41,7 +41,8 @@ class RunSection:
 
 @dataclass
 class PolicySection:
-    backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
+    backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU) |
+    # null (no model: every child re-runs its parent's program; the ablation's floor)
     model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
     base_url: str = ""
     prefill: bool = True  # open the assistant's turn with the code block (prompt tokens)
@@ -58,7 +59,7 @@ class PolicySection:
 
 @dataclass
 class LearnerSection:
-    method: str = "none"  # none | entropic | entropic-fixed | mean
+    method: str = "entropic"  # entropic | entropic-fixed | mean | none (no learning)
     beta: float = 2.0  # for entropic-fixed
     lr: float = 4e-5
     lora_rank: int = 16
@@ -109,9 +110,9 @@ class Config:
         if any(x not in LOG_SINKS for x in sinks):
             raise ConfigError(f"run.log must name sinks among {', '.join(LOG_SINKS)} "
                               f"(comma-separated), got {r.log!r}")
-        if self.policy.backend not in ("hf", "openai", "vllm"):
+        if self.policy.backend not in ("hf", "openai", "vllm", "null"):
             raise ConfigError(
-                f"policy.backend must be hf, openai or vllm, got {self.policy.backend!r}")
+                f"policy.backend must be hf, openai, vllm or null, got {self.policy.backend!r}")
         if self.policy.backend == "openai" and not self.policy.base_url:
             raise ConfigError(
                 "policy.backend = 'openai' needs policy.base_url (e.g. http://host:8000/v1)")
@@ -119,8 +120,9 @@ class Config:
         if self.learner.method not in methods:
             raise ConfigError(
                 f"learner.method must be one of {methods}, got {self.learner.method!r}")
-        if self.learner.method != "none" and self.policy.backend == "openai":
-            raise ConfigError("the openai backend samples only; use --learner none with it")
+        if self.learner.method != "none" and self.policy.backend in ("openai", "null"):
+            raise ConfigError(f"the {self.policy.backend} backend has no weights to train; use "
+                              "--learner none with it")
         p, lc = self.policy, self.learner
         if lc.backend not in ("auto", "peft", "trl"):
             raise ConfigError(f"learner.backend must be auto, peft or trl, got {lc.backend!r}")

@@ -140,6 +140,10 @@ def make_policy(cfg: Config) -> Policy:
                           lora_rank=cfg.learner.lora_rank,
                           gpu_memory_utilization=p.gpu_memory_utilization,
                           max_model_len=p.max_model_len, seed=cfg.run.seed)
+    if p.backend == "null":  # no model: children re-run their parent's program (ablation)
+        from discover.policy_null import NullPolicy
+
+        return NullPolicy()
     from discover.policy_hf import HFPolicy
 
     return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size)
