@@ -278,6 +278,7 @@ def make_app(paths: list[str | Path]) -> bottle.Bottle:
     @app.get("/api/runs/<i:int>/candidates")
     def api_candidates(i: int):
         q = bottle.request.query
+        limit, offset = _int(q.get("limit"), "limit"), _int(q.get("offset"), "offset")
         with runs.open(i) as run:
             try:
                 return candidates(run, failure=q.get("failure") or None,
@@ -285,8 +286,8 @@ def make_app(paths: list[str | Path]) -> bottle.Bottle:
                                   version=_int(q.get("version"), "version"),
                                   sort=q.get("sort") or "reward",
                                   desc=q.get("order", "desc") != "asc",
-                                  limit=_int(q.get("limit"), "limit") or 200,
-                                  offset=_int(q.get("offset"), "offset") or 0)
+                                  limit=200 if limit is None else limit,
+                                  offset=0 if offset is None else offset)
             except ValueError as e:
                 raise bottle.HTTPError(400, str(e)) from e
 
