@@ -106,10 +106,12 @@ def series(run: Run) -> dict:
 
 
 def candidates(run: Run, failure: str | None = None, step: int | None = None,
-               version: int | None = None, sort: str = "reward", desc: bool = True,
+               version: int | None = None, min_score: float | None = None,
+               max_score: float | None = None, sort: str = "reward", desc: bool = True,
                limit: int = 200, offset: int = 0) -> dict:
     """The candidate table: light rows, filtered (failure: 'valid', 'failed' or a failure kind;
-    step; policy version), sorted (missing scores last either way) and paged."""
+    step; policy version; a score range, which leaves out what has no score), sorted (missing
+    scores last either way) and paged."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
     if not (1 <= limit <= MAX_ROWS and offset >= 0):
@@ -123,7 +125,9 @@ def candidates(run: Run, failure: str | None = None, step: int | None = None,
               if (failure is None or (failure == "valid" and r["ok"])
                   or (failure == "failed" and not r["ok"]) or r["failure"] == failure)
               and (step is None or r["step"] == step)
-              and (version is None or r["policy_version"] == version)]
+              and (version is None or r["policy_version"] == version)
+              and (min_score is None or (r["score"] is not None and r["score"] >= min_score))
+              and (max_score is None or (r["score"] is not None and r["score"] <= max_score))]
     have = [r for r in picked if r[sort] is not None]
     have.sort(key=lambda r: (r[sort], r["id"]), reverse=desc)
     ordered = have + [r for r in picked if r[sort] is None]
@@ -221,13 +225,21 @@ class Runs:
             return run_info(i, self.paths[i], None, e.body)
 
 
-def _int(value: str | None, name: str) -> int | None:
+def _number(value: str | None, name: str, kind: type = int):
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        x = kind(value)
     except ValueError:
-        raise bottle.HTTPError(400, f"{name} must be an integer, got {value!r}") from None
+        x = None
+    if x is None or x != x:  # (NaN)
+        what = "an integer" if kind is int else "a number"
+        raise bottle.HTTPError(400, f"{name} must be {what}, got {value!r}")
+    return x
+
+
+def _int(value: str | None, name: str) -> int | None:
+    return _number(value, name, int)
 
 
 def make_app(paths: list[str | Path]) -> bottle.Bottle:
@@ -284,6 +296,8 @@ def make_app(paths: list[str | Path]) -> bottle.Bottle:
                 return candidates(run, failure=q.get("failure") or None,
                                   step=_int(q.get("step"), "step"),
                                   version=_int(q.get("version"), "version"),
+                                  min_score=_number(q.get("min_score"), "min_score", float),
+                                  max_score=_number(q.get("max_score"), "max_score", float),
                                   sort=q.get("sort") or "reward",
                                   desc=q.get("order", "desc") != "asc",
                                   limit=200 if limit is None else limit,

@@ -163,10 +163,13 @@ def test_api_serves_a_run_read_only(tmp_path):
         assert [r["failure"] for r in t["rows"]] == ["crash"]
         _, t = get(base, "/api/runs/0/candidates?failure=valid&step=1&version=0")
         assert [r["id"] for r in t["rows"]] == [facts["best_id"]]
+        _, t = get(base, "/api/runs/0/candidates?min_score=2.5&max_score=11")
+        assert sorted(r["score"] for r in t["rows"]) == [3.0, 11.0]
         _, t = get(base, "/api/runs/0/candidates?sort=id&order=asc&limit=2&offset=1")
         assert [r["id"] for r in t["rows"]] == [2, 3] and t["total"] == len(rows)
         for bad, word in (("sort=nope", "sort must be one of"), ("step=x", "step must be an "
-                          "integer"), ("limit=0", "limit must be")):
+                          "integer"), ("limit=0", "limit must be"),
+                          ("min_score=nan", "min_score must be a number")):
             status, err = get(base, f"/api/runs/0/candidates?{bad}")
             assert status == 400 and word in err["error"]
 

@@ -10,7 +10,7 @@ const FAIL_COLOURS = ["#e53935", "#fb8c00", "#8e24aa", "#6d4c41", "#d81b60", "#7
 const VALID_COLOUR = "#43a047";
 const state = { runs: [], stateKey: null, view: null, refreshes: 0, queue: Promise.resolve(),
                 table: { run: 0, sort: "reward", order: "desc", failure: "", step: "",
-                         version: "", limit: 200 } };
+                         version: "", min_score: "", max_score: "", limit: 200 } };
 const num = Plot.num;
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -130,6 +130,10 @@ function buildOverview(main) {
         t.step = e.target.value; queueRefresh(); } })),
       h("label", {}, "policy version ", h("select", { id: "f-version", onchange: (e) => {
         t.version = e.target.value; queueRefresh(); } })),
+      h("label", {}, "score from ", h("input", { id: "f-min", type: "number", step: "any",
+        size: 6, onchange: (e) => { t.min_score = e.target.value; queueRefresh(); } })),
+      h("label", {}, " to ", h("input", { id: "f-max", type: "number", step: "any", size: 6,
+        onchange: (e) => { t.max_score = e.target.value; queueRefresh(); } })),
       h("span", { id: "f-count", class: "note" })),
     h("div", { class: "tablebox" }, h("table", { id: "cands" })),
     h("div", {}, h("button", { id: "more", onclick: () => { t.limit += 500; queueRefresh(); } },
@@ -184,15 +188,19 @@ function fillCharts(runs, series) {
         label: `${duration(b.t)}: best ${num(b.score)} (#${b.id})` })) })) });
   const perStep = (key, get) => live.map((r) => ({ name: runLabel(r), key: r.index,
     color: colour(r.index), points: series[r.index].steps.filter((m) => get(m) != null)
-      .map((m) => ({ x: m.step, y: get(m) })) }));
+      .map((m) => {
+        const skipped = key !== "sph" && m.learner.skipped;  // the learner made no update
+        return { x: m.step, y: get(m), hollow: skipped, label: `step ${m.step}: ${num(get(m))}` +
+                 (skipped ? " (no update: every advantage was 0)" : "") };
+      }) }));
   Plot.line($("chart-samples-per-hour"), {
     title: "samples per hour", xlabel: "step", ylabel: "samples / hour", xint: true,
     empty: "no step finished yet",
     series: perStep("sph", (m) => m.samples_per_hour) });
   const learn = (k) => (m) => (m.learner ? m.learner[k] : null);
   const none = "no learner in these runs (learner.method = none), or no step yet";
-  for (const [k, what] of [["beta", "beta (entropic)"], ["kl", "KL of the reweighting"],
-                           ["loss", "learner loss"]]) {
+  for (const [k, what] of [["beta", "beta (entropic; hollow: no update)"],
+                           ["kl", "KL of the reweighting"], ["loss", "learner loss"]]) {
     Plot.line($(`chart-${k}`), { title: what, xlabel: "step", ylabel: k, xint: true,
                                  empty: none, series: perStep(k, learn(k)) });
   }
@@ -237,13 +245,17 @@ async function fillTable(runs) {
     return;
   }
   const q = new URLSearchParams({ sort: t.sort, order: t.order, limit: t.limit });
-  for (const k of ["failure", "step", "version"]) if (t[k] !== "") q.set(k, t[k]);
+  for (const k of ["failure", "step", "version", "min_score", "max_score"]) {
+    if (t[k] !== "") q.set(k, t[k]);
+  }
   const data = await api(`/api/runs/${run.index}/candidates?${q}`);
   fillSelect($("f-failure"), [["", "all"], ["valid", "valid"], ["failed", "failed (any)"],
                               ...data.failure_kinds.map((k) => [k, k])], t.failure);
   fillSelect($("f-step"), [["", "all"], ...data.steps.map((s) => [s, s])], t.step);
   fillSelect($("f-version"), [["", "all"], ...data.policy_versions.map((v) => [v, v])],
              t.version);
+  $("f-min").value = t.min_score;
+  $("f-max").value = t.max_score;
   $("f-count").textContent = `${data.rows.length} of ${data.total} shown`;
   $("more").style.display = data.rows.length < data.total ? "" : "none";
   const cols = [["id", "id"], ["step", "step"], ["score", "score"], ["reward", "reward"],

@@ -51,7 +51,7 @@ const Plot = (() => {
   // The frame of a chart: the svg, its scales and axes. x and y are [lo, hi].
   function frame(box, opt, x, y) {
     box.textContent = "";
-    const W = opt.width || Math.max(320, box.clientWidth || 480), H = opt.height || 230;
+    const W = opt.width || Math.max(320, (box.clientWidth || 480) - 10), H = opt.height || 230;
     const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "plot" }, box);
     const sx = (v) => M.left + ((v - x[0]) / (x[1] - x[0])) * (W - M.left - M.right);
     const sy = (v) => H - M.bottom - ((v - y[0]) / (y[1] - y[0])) * (H - M.top - M.bottom);
@@ -102,14 +102,18 @@ const Plot = (() => {
                            "data-last-x": s.points.length ? s.points[s.points.length - 1].x : "" },
                     f.root);
       if (!s.points.length) continue;
-      let d = `M${f.sx(s.points[0].x)},${f.sy(s.points[0].y)}`;
-      for (const p of s.points.slice(1)) {
-        d += s.step ? `H${f.sx(p.x)}V${f.sy(p.y)}` : `L${f.sx(p.x)},${f.sy(p.y)}`;
+      const joined = s.points.filter((p) => !p.hollow);  // hollow: drawn, not joined
+      if (joined.length) {
+        let d = `M${f.sx(joined[0].x)},${f.sy(joined[0].y)}`;
+        for (const p of joined.slice(1)) {
+          d += s.step ? `H${f.sx(p.x)}V${f.sy(p.y)}` : `L${f.sx(p.x)},${f.sy(p.y)}`;
+        }
+        svg("path", { d, stroke: s.color, fill: "none", "stroke-width": 2 }, g);
       }
-      svg("path", { d, stroke: s.color, fill: "none", "stroke-width": 2 }, g);
       for (const p of s.points) {
         if (p.hidden) continue;
-        const c = svg("circle", { cx: f.sx(p.x), cy: f.sy(p.y), r: 3.5, fill: s.color,
+        const c = svg("circle", { cx: f.sx(p.x), cy: f.sy(p.y), r: 3.5,
+                                  fill: p.hollow ? "#fff" : s.color, stroke: s.color,
                                   class: p.id !== undefined && opt.onclick ? "pt link" : "pt" }, g);
         svg("title", {}, c).textContent = `${s.name}: ${p.label || `${num(p.x)}, ${num(p.y)}`}`;
         if (p.id !== undefined && opt.onclick) c.addEventListener("click", () => opt.onclick(s, p));
