@@ -214,6 +214,8 @@ class Runs:
             raise bottle.HTTPError(503, f"{self.paths[i]}: {e}") from e
         try:
             yield run
+        except CandidateNotFound as e:
+            raise bottle.HTTPError(404, str(e)) from e
         finally:
             run.archive.close()
 
@@ -308,20 +310,12 @@ def make_app(paths: list[str | Path]) -> bottle.Bottle:
     @app.get("/api/runs/<i:int>/candidates/<cid:int>")
     def api_candidate(i: int, cid: int):
         with runs.open(i) as run:
-            try:
-                return candidate(run, cid)
-            except CandidateNotFound as e:
-                raise bottle.HTTPError(404, str(e)) from e
+            return candidate(run, cid)
 
     @app.get("/api/runs/<i:int>/candidates/<cid:int>/picture.png")
     def api_picture(i: int, cid: int):
-        with runs.open(i) as run:
-            try:
-                c = run.archive.get(cid)
-            except CandidateNotFound as e:
-                raise bottle.HTTPError(404, str(e)) from e
-            with _DRAW:
-                png, note = draw_artifact(run, c)
+        with runs.open(i) as run, _DRAW:
+            png, note = draw_artifact(run, run.archive.get(cid))
         if png is None:
             raise bottle.HTTPError(404, note)
         bottle.response.content_type = "image/png"
@@ -336,8 +330,6 @@ def make_app(paths: list[str | Path]) -> bottle.Bottle:
             try:
                 return tree_data(run, _int(q.get("id"), "id"), depth=1 if depth is None
                                  else depth, width=8 if width is None else width)
-            except CandidateNotFound as e:
-                raise bottle.HTTPError(404, str(e)) from e
             except ArchiveError as e:  # no valid candidate yet
                 raise bottle.HTTPError(404, str(e)) from e
 
