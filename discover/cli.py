@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -163,6 +165,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from discover.ui import serve
+
+    try:
+        serve(args.runs, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        print("\ndiscover ui: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  resources")
     for name, ep in sorted(registered().items()):
@@ -281,6 +293,14 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="folder for report.html and the PNGs (default RUN/report)")
     rp.set_defaults(func=cmd_report)
 
+    u = sub.add_parser("ui", help="a live, read-only page of runs in the browser (and a JSON "
+                                  "API)")
+    u.add_argument("runs", nargs="+", metavar="RUN")
+    u.add_argument("--port", type=int, default=8765, help="default 8765; 0: any free port")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1, this machine only)")
+    u.set_defaults(func=cmd_ui)
+
     e = sub.add_parser("envs", help="list installed environments")
     e.set_defaults(func=cmd_envs)
 
@@ -306,7 +326,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return rc
+    except BrokenPipeError:
+        # The reader went away (`discover best RUN | head -3`): stop quietly, as `cat` does, with
+        # the status of a process ended by SIGPIPE. Python flushes stdout once more at exit:
+        # point it at /dev/null so that flush is silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ConfigError, UnknownEnvironment, InvalidArtifact, InvalidOptions, ArchiveError,
             CandidateNotFound, MissingModel, FileNotFoundError, FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
