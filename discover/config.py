@@ -42,6 +42,10 @@ class PolicySection:
     backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
     model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
     base_url: str = ""
+    # openai backend: the NAME of the environment variable holding the API key (the key itself
+    # is never in the config); a hard limit on each request.
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = 300.0
     max_new_tokens: int = 384
     temperature: float = 1.0
     batch_size: int = 8
@@ -94,7 +98,8 @@ class Config:
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)
                 raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
-        for section, name in (("policy", "temperature"), ("learner", "lr")):
+        for section, name in (("policy", "temperature"), ("learner", "lr"),
+                              ("policy", "request_timeout_s")):
             value = getattr(getattr(self, section), name)
             if not value > 0:
                 raise ConfigError(f"{section}.{name} must be positive, got {value}")
