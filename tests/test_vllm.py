@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_crash import session_pids
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 if not HAS_VLLM and os.environ.get("DISCOVER_REQUIRE_VLLM"):
@@ -182,22 +183,10 @@ def test_hot_loaded_adapters_change_the_outputs_and_each_version_is_new(engine, 
 # --- a whole run: vLLM generators and the TRL learner (on CPU: learner.gpus=0) ---------------
 
 
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.getsid(int(d.name)) == sid:
-                    pids.append(int(d.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
 def kill_session(proc: subprocess.Popen) -> None:
     """SIGKILL every process of the run's session (driver, Ray, engine, learner)."""
     for _ in range(50):
-        alive = session_pids(proc.pid)
+        alive = session_pids(proc.pid)  # (test_crash's: live processes of a session)
         if not alive:
             break
         for pid in alive:
@@ -227,9 +216,12 @@ def test_three_step_run_learns_and_resumes_after_sigkill(tmp_path):
     share = ["--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
              "--set", "policy.gpu_memory_utilization=0.3"] if CUDA else [
         "--set", "learner.gpus=0"]
+    # kl_coef > 0: every step is a learner step (a KL term even where all rewards tie: the
+    # 135M model often writes no valid program in 16 tries), so each step makes a new version.
     args = ["run", "toy", "--backend", "vllm", "--learner", "entropic", "--steps", "3",
-            "--groups", "2", "--group-size", "4", "--max-new-tokens", "96", "--seed", "1",
-            "--set", "learner.lr=1e-3", "--run-dir", str(run_dir), *share]
+            "--groups", "2", "--group-size", "4", "--max-new-tokens", "128", "--seed", "0",
+            "--set", "learner.lr=1e-3", "--set", "learner.kl_coef=0.01", "--run-dir",
+            str(run_dir), *share]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([*DISCOVER, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -251,15 +243,17 @@ def test_three_step_run_learns_and_resumes_after_sigkill(tmp_path):
     final = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in final] == [0, 1, 2] and all(m["total"] == 8 for m in final)
     assert final[:2] == lines[:2]
-    # The learner learned, and each step's adapter is a new version that the next step used.
+    # Each step's adapter is a new version, and the next step sampled with it (on resume too).
     versions = [m["version"] for m in final]
-    assert versions[-1] >= 1 and versions == sorted(versions)
+    assert versions == [1, 2, 3]
+    assert all(not m["learner"]["skipped"] for m in final)
+    print("grad norms:", [m["learner"]["grad_norm"] for m in final])
     with sqlite3.connect(run_dir / "archive.sqlite") as db:
         used = dict(db.execute("SELECT step, MAX(policy_version) FROM candidates "
                                "WHERE step >= 0 GROUP BY step"))
         adapters = [v for (v,) in db.execute("SELECT version FROM adapters ORDER BY version")]
     assert used == {0: 0, 1: versions[0], 2: versions[1]}  # resumed on the saved version
-    assert adapters == sorted(set(v for v in versions if v > 0))
+    assert set(versions) <= set(adapters)
     for v in adapters:
         assert (run_dir / "adapters" / f"v{v:05d}" / "adapter_model.safetensors").exists()
 
