@@ -42,10 +42,6 @@ class PolicySection:
     backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
     model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
     base_url: str = ""
-    # openai backend: the NAME of the environment variable holding the API key (the key itself
-    # is never in the config); a hard limit on each request.
-    api_key_env: str = "OPENAI_API_KEY"
-    request_timeout_s: float = 300.0
     max_new_tokens: int = 384
     temperature: float = 1.0
     batch_size: int = 8
@@ -55,6 +51,10 @@ class PolicySection:
     generator_gpus: float = 1.0  # 0.5 shares one GPU with a learner on learner.gpus = 0.5
     gpu_memory_utilization: float = 0.85  # of a whole GPU, per generator
     max_model_len: int = 0  # 0: the model's own
+    # openai backend: the NAME of the environment variable holding the API key (the key itself
+    # is never in the config); a hard limit on each request.
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = 300.0
 
 
 @dataclass

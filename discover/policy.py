@@ -49,3 +49,13 @@ def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None,
         messages.insert(0, {"role": "system", "content": system_prompt})
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text + prefill, add_special_tokens=False)["input_ids"]
+
+
+def prefills(prefill: str | list[str], count: int) -> list[str]:
+    """One prefill per prompt, from either form `Policy.sample` accepts."""
+    if isinstance(prefill, str):
+        return [prefill] * count
+    if len(prefill) != count or not all(isinstance(f, str) for f in prefill):
+        raise ValueError(f"prefill must be a string or one string per prompt ({count}); "
+                         f"got {prefill!r}")
+    return list(prefill)

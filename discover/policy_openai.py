@@ -34,7 +34,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import openai
 
-from discover.policy import BackendError, Sample
+from discover.policy import BackendError, Sample, prefills
 from discover.policy_vllm import prompt_seed
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -78,7 +78,7 @@ class OpenAIPolicy:
         self.last_stats: dict = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or temperature < 0:
@@ -87,15 +87,17 @@ class OpenAIPolicy:
         t0 = time.monotonic()
         self._usage = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "reasoning_tokens": 0}
-        args = (max_new_tokens, temperature, prefill)
+        fills = prefills(prefill, len(prompts))
+        args = (max_new_tokens, temperature)
         # Completion k of prompt i has seed prompt_seed(seed, i) + k, as vLLM numbers its n.
         out: list[list[Sample]] = [[] for _ in prompts]
         if self.n_ok:  # one request per prompt; a short answer is topped up below
-            results = self._map([(i, 0, n) for i in range(len(prompts))], prompts, seed, args)
+            results = self._map([(i, 0, n) for i in range(len(prompts))], prompts, fills, seed,
+                                args)
             for (i, _, _), got in results:
                 out[i] = got
         rest = [(i, k, 1) for i in range(len(prompts)) for k in range(len(out[i]), n)]
-        for (i, _, _), got in self._map(rest, prompts, seed, args):  # one completion each
+        for (i, _, _), got in self._map(rest, prompts, fills, seed, args):  # one each
             out[i] += got
         tokens = self._usage["completion_tokens"]
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0, **self._usage,
@@ -103,12 +105,13 @@ class OpenAIPolicy:
                                              | ({"prefill"} if not self.prefill_ok else set()))}
         return out
 
-    def _map(self, jobs, prompts, seed, args):
+    def _map(self, jobs, prompts, fills, seed, args):
         """Run (prompt index, first sample index, count) jobs concurrently: the server batches
         concurrent requests (vLLM, llama.cpp, ... all do)."""
         def one(job):
             i, k, count = job
-            return job, self._complete(prompts[i], count, prompt_seed(seed, i) + k, *args)
+            return job, self._complete(prompts[i], count, prompt_seed(seed, i) + k, *args,
+                                       fills[i])
 
         if not jobs:
             return []

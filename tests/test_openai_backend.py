@@ -142,6 +142,11 @@ def test_the_prefill_is_a_trailing_assistant_message_continued_in_place(server):
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
     assert all(s.prefill == "```python\n" and s.response.startswith("```python\n")
                for s in group)
+    a, b = ask(policy, ["alpha", "beta"], prefill=["```python\n", ""])  # one per prompt
+    sent = {r["body"]["messages"][0]["content"]: r["body"] for r in server.requests[-2:]}
+    assert sent["alpha"]["messages"][-1]["role"] == "assistant"
+    assert sent["beta"]["messages"] == [{"role": "user", "content": "beta"}]
+    assert [s.prefill for s in a] == ["```python\n"] * 2 and [s.prefill for s in b] == [""] * 2
 
 
 def test_a_server_that_refuses_the_prefill_samples_without_it(server, capsys):
