@@ -236,6 +236,11 @@ class OpenAIPolicy:
             self._usage["completion_tokens"] += int(completion)
             self._usage["reasoning_tokens"] += int(details.get("reasoning_tokens") or 0)
 
+    def shutdown(self) -> None:
+        """Stop waiting on requests still in flight (their threads end at the client timeout)."""
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
     def _say(self, key: str, message: str) -> None:
         """Tell the user once per kind of provider difference."""
         if key not in self._said:

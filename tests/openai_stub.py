@@ -62,9 +62,14 @@ class Handler(BaseHTTPRequestHandler):
                                                   "code": "unsupported_parameter"}})
         k = min(body.get("n", 1), 99 if p.n else 1)
         seed = body.get("seed")
+        last = body["messages"][-1]
+        # Continuing a trailing assistant message: the answer is what follows the prefill.
+        prefill = last["content"] if body.get("continue_final_message") else ""
         choices = []
         for i in range(k):
-            message = {"role": "assistant", "content": p.content.format(seed=seed, i=i)}
+            content = p.content.format(seed=seed, i=i)
+            content = content.removeprefix(prefill) if last["role"] == "assistant" else content
+            message = {"role": "assistant", "content": content}
             if p.reasoning:
                 message["reasoning_content"] = "Let me think about the list first."
             choices.append({
