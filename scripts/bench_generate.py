@@ -130,6 +130,14 @@ def compare_vllm(args, prompt: str) -> None:
             loads.append(time.perf_counter() - t)
             firsts.append(call("vllm", 1, v)[1])  # loads the adapter into the engine
             warm.append(call("vllm", 1, v)[1])
+        # Decoding through an adapter against the base model, alternated, at the first rows.
+        batch, lora_rates = args.batches[0], {"base": [], "adapter": []}
+        for r in range(args.rounds):
+            for name in (["adapter", "base"] if r % 2 == 0 else ["base", "adapter"]):
+                vllm.load_adapter(path, len(loads)) if name == "adapter" else \
+                    vllm.load_adapter(path, 0)
+                tokens, seconds = call("vllm", batch, 2000 + r)
+                lora_rates[name].append(tokens / seconds)
     print(f"\n{args.rounds} rounds, max_new_tokens {args.max_new_tokens}, medians:")
     for batch, h, v in summary:
         print(f"  rows {batch}: transformers {h:6.1f} tok/s, vllm {v:6.1f} tok/s, "
@@ -138,6 +146,9 @@ def compare_vllm(args, prompt: str) -> None:
     print(f"  LoRA hot-load (rank 16, q/k/v/o): load_adapter {statistics.median(loads):.3f} s, "
           f"first call on the new version {extra:+.2f} s against one on a loaded version "
           f"({len(loads)} versions)")
+    base, lora = (statistics.median(lora_rates[k]) for k in ("base", "adapter"))
+    print(f"  vllm at {batch} rows: base model {base:.1f} tok/s, through the adapter "
+          f"{lora:.1f} tok/s ({lora / base:.2f}x)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     vllm.shutdown()
     ray.shutdown()
