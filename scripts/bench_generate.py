@@ -134,8 +134,7 @@ def compare_vllm(args, prompt: str) -> None:
         batch, lora_rates = args.batches[0], {"base": [], "adapter": []}
         for r in range(args.rounds):
             for name in (["adapter", "base"] if r % 2 == 0 else ["base", "adapter"]):
-                vllm.load_adapter(path, len(loads)) if name == "adapter" else \
-                    vllm.load_adapter(path, 0)
+                vllm.load_adapter(path, len(loads) if name == "adapter" else 0)  # 0: base
                 tokens, seconds = call("vllm", batch, 2000 + r)
                 lora_rates[name].append(tokens / seconds)
     print(f"\n{args.rounds} rounds, max_new_tokens {args.max_new_tokens}, medians:")

