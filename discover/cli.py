@@ -19,6 +19,7 @@ from discover.environment import (
     load_environment,
     registered,
 )
+from discover.policy import BackendError
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
 RUN_FLAGS = {
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except (ConfigError, UnknownEnvironment, InvalidArtifact, InvalidOptions, ArchiveError,
-            CandidateNotFound, MissingModel, FileNotFoundError, FileExistsError) as e:
+            CandidateNotFound, MissingModel, BackendError, FileNotFoundError,
+            FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as e:  # the machine's side: disk full, permissions, ...

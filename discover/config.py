@@ -55,6 +55,10 @@ class PolicySection:
     generator_gpus: float = 1.0  # 0.5 shares one GPU with a learner on learner.gpus = 0.5
     gpu_memory_utilization: float = 0.85  # of a whole GPU, per generator
     max_model_len: int = 0  # 0: the model's own
+    # openai backend: the NAME of the environment variable holding the API key (the key itself
+    # is never in the config); a hard limit on each request.
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = 300.0
 
 
 @dataclass
@@ -98,7 +102,8 @@ class Config:
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)
                 raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
-        for section, name in (("policy", "temperature"), ("learner", "lr")):
+        for section, name in (("policy", "temperature"), ("learner", "lr"),
+                              ("policy", "request_timeout_s")):
             value = getattr(getattr(self, section), name)
             if not value > 0:
                 raise ConfigError(f"{section}.{name} must be positive, got {value}")

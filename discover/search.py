@@ -123,7 +123,8 @@ def make_policy(cfg: Config) -> Policy:
     if p.backend == "openai":
         from discover.policy_openai import OpenAIPolicy
 
-        return OpenAIPolicy(base_url=p.base_url, model=p.model)
+        return OpenAIPolicy(base_url=p.base_url, model=p.model, api_key_env=p.api_key_env,
+                            timeout_s=p.request_timeout_s)
     if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
         import ray
 
@@ -133,10 +134,11 @@ def make_policy(cfg: Config) -> Policy:
         require_vllm()
         learning = cfg.learner.method != "none"
         learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
-        check_gpus(p.generators * p.generator_gpus + learner_gpus,
-                   ray.cluster_resources().get("GPU", 0.0))
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        gpus = p.generator_gpus if cluster_gpus > 0 else 0.0  # no GPUs: vLLM's CPU build
+        check_gpus(p.generators * gpus + learner_gpus, cluster_gpus)
         return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
-                          gpus=p.generator_gpus, enable_lora=learning,
+                          gpus=gpus, enable_lora=learning,
                           lora_rank=cfg.learner.lora_rank,
                           gpu_memory_utilization=p.gpu_memory_utilization,
                           max_model_len=p.max_model_len, seed=cfg.run.seed)
@@ -386,6 +388,10 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
             c.gen_s = (t1 - t0) / max(1, len(g) * len(groups))
     metrics = step_metrics(step, groups, samples, policy.version, learn,
                            {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
+    usage = getattr(policy, "last_stats", {})
+    if "requests" in usage:  # an HTTP endpoint: its token usage (it returns no token ids)
+        metrics["usage"] = {k: v for k, v in usage.items() if k != "seconds"}
+        metrics["tokens"] = metrics["tokens"] or usage["completion_tokens"]
     # 5. record every child and update PUCT statistics, all in one transaction
     # (with the step's new adapter version, if any: a kill cannot separate the two)
     ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics,
