@@ -294,7 +294,7 @@ def run_suite(env_name: str, env_options: dict, limit_s: float, slots: int = 2,
             t0 = time.monotonic()
             [children] = score_groups(env, pool, [parent],
                                       [[Sample(text=f"```python\n{h.code}```") for h in suite]],
-                                      seed=1)
+                                      seed=1, edit="whole")
             wall_s = time.monotonic() - t0
             archive.commit_step(0, [(init_id, children)], puct, {"total": len(children)})
             problems = archive.integrity_check()
