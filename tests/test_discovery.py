@@ -51,3 +51,22 @@ def test_the_null_model_reruns_each_parent_program_from_a_starter_seeded_state(t
     assert not (rd / "adapters").exists()  # nothing to train: the learner is off
     cfg = (rd / "config.toml").read_text()
     assert 'backend = "null"' in cfg and 'method = "none"' in cfg
+
+
+def test_the_embedded_model_improves_on_the_erdos_starter_with_learning_on(tmp_path):
+    rd = tmp_path / "erdos"
+    r = run_cli("run", "erdos", "--steps", "2", "--groups", "1", "--group-size", "6",
+                "--max-new-tokens", "160", "--run-dir", str(rd), "--set", "env.time_budget_s=0.5",
+                "--set", "run.initial_states=1")
+    assert "learner entropic" in r.stderr  # test-time RL is the default
+    rows = candidates(rd)
+    by_id = {c["id"]: c for c in rows}
+    children = [c for c in rows if not c["initial"]]
+    valid = [c for c in children if c["ok"]]
+    better = [c for c in valid if c["score"] < by_id[c["parent_id"]]["score"]]
+    assert len(valid) >= len(children) // 3, [c["failure"] for c in children]
+    assert better, "no generated candidate beat its parent"
+    for c in valid:  # every valid child is the starter with its editable block rewritten
+        assert c["code"].startswith("# EVOLVE-BLOCK-START\n") and "def solve(" in c["code"]
+    learned = json.loads((rd / "metrics.jsonl").read_text().splitlines()[0])["learner"]
+    assert learned and "beta" in learned
