@@ -12,7 +12,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from discover.policy import Sample
 
@@ -42,7 +43,9 @@ class OpenAIPolicy:
         self.last_stats = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         # (prefill is not sent yet: the samples say so with Sample.prefill = "")
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
@@ -56,8 +59,15 @@ class OpenAIPolicy:
             return self._complete(prompt, n, max_new_tokens, temperature, seed + 1000 * i)
 
         # Concurrent requests let the server batch them (vLLM, llama.cpp, ... all do).
+        results: list = [None] * len(prompts)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts)))) as pool:
-            results = list(pool.map(one, enumerate(prompts)))
+            futures = {pool.submit(one, (i, p)): i for i, p in enumerate(prompts)}
+            for future in as_completed(futures):  # each prompt's samples as its reply arrives
+                i = futures[future]
+                results[i] = future.result()
+                for k, s in enumerate(results[i][0]):
+                    if on_sample is not None:
+                        on_sample(i, k, s)
         self.last_stats = {"tokens": sum(t for _, t in results),
                            "seconds": time.monotonic() - t0}
         return [samples for samples, _ in results]

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from discover.policy import Sample, chat_ids
@@ -204,7 +205,9 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "") -> list[list[Sample]]:
+               seed: int, prefill: str = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         import ray
 
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -224,6 +227,10 @@ class VLLMPolicy:
                 out[i] = group
         tokens = sum(len(s.completion_ids) for g in out for s in g)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
+        for i, group in enumerate(out):  # (at the end: an engine's batch returns whole)
+            for k, s in enumerate(group):
+                if on_sample is not None:
+                    on_sample(i, k, s)
         return out
 
     def shutdown(self) -> None:
