@@ -64,14 +64,19 @@ class LearnerConfig:
 
 
 class Learner:
-    def __init__(self, policy, cfg: LearnerConfig):
+    def __init__(self, policy, cfg: LearnerConfig, seed: int | None = None):
+        """`seed` fixes the adapter's random initialisation (LoRA's A matrices), so that two
+        runs of one seed learn alike; None draws it from torch's global generator."""
         cfg.validate()
         self.policy, self.cfg = policy, cfg
         model = policy.model
         if not isinstance(model, PeftModel):
-            model = get_peft_model(model, LoraConfig(
-                r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
+            with torch.random.fork_rng(devices=[]):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                model = get_peft_model(model, LoraConfig(
+                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                    target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
             policy.model = model  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
             enable_checkpointing(model.get_base_model())

@@ -162,7 +162,7 @@ def make_learner(cfg: Config, policy: Policy):
 
         return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), learner_cfg,
                              temperature=cfg.policy.temperature, seed=cfg.run.seed, gpus=lc.gpus)
-    return Learner(policy, learner_cfg)
+    return Learner(policy, learner_cfg, seed=cfg.run.seed)
 
 
 def parent_view(archive: Archive, cand_id: int) -> Parent:

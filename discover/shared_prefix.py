@@ -21,9 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+try:
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+except ImportError:  # a transformers without these (< 4.53): every model takes the per-row path
+    AttentionInterface = None
 
 NAME = "discover_shared_prefix"
 KEY = "discover_shared"  # the forward keyword that carries a Record or an Attend
@@ -76,6 +80,8 @@ class Attend:
 
 def supported(model) -> bool:
     """Every layer is full causal attention dispatched through transformers' interface."""
+    if AttentionInterface is None:
+        return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     c = base.config
     types = getattr(c, "layer_types", None) or ["full_attention"]
