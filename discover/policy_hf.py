@@ -7,6 +7,13 @@ generation settings (repetition penalty, top-k, ...) can silently change the dis
 each sequence draws from its own seeded generator (Gumbel-max), so a completion depends on
 (seed, prompt index, sample index) only, never on the batch it happened to share.
 
+A step's B x G rows are decoded as one batch (`batch_size` rows at most). Each prompt is
+prefilled once and its keys/values shared by its G rows (discover/shared_prefix.py); each row
+still draws from its own generator, so the completions are those a prefill per row gives
+(`shared_prefill=False`, the earlier left-padded batches; also the path for models that do not
+qualify). A row that stops is handed to `on_sample` at once and, once a quarter of the batch has
+stopped, dropped from it. On a CPU the frozen linear layers go through oneDNN (cpu_linear.py).
+
 The learner later swaps `policy.model` for a PEFT-wrapped model, so `self.model` is read at call
 time and never cached elsewhere.
 """

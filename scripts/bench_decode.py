@@ -12,7 +12,9 @@ tokens), on one model object. Variants:
   shared      discover.shared_prefix: the prompt's keys/values once per prompt, each row's own
               keys in a preallocated buffer, no padding, no mask; MKL linears
   onednn      shared, with the linears through oneDNN (discover.cpu_linear; the default)
-  compiled    onednn, with the model's forward under torch.compile (dynamic shapes)
+  compiled    shared, with the model's forward under torch.compile (dynamic shapes; MKL
+              linears as inductor lowers them: it cannot lower the oneDNN-routed linears of
+              `onednn` with dynamic shapes, an InductorError)
 
 Rounds alternate the variants (rotated each round); figures are medians of per-step times. The
 prefill of the rows (one per row for today/static, one per prompt otherwise) is timed as well.
@@ -143,7 +145,7 @@ def main() -> None:
         for v in args.variants[k:] + args.variants[:k]:
             if v in failed:
                 continue
-            linears.set(v in ("onednn", "compiled"))
+            linears.set(v == "onednn")
             try:
                 if v in ("today", "static"):
                     out = padded(model, prompts, args.rows, args.context, args.steps,

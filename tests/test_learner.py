@@ -102,8 +102,11 @@ def test_batched_learner_equals_the_per_completion_learner():
     (mb, gb), (mp, gp) = results[True], results[False]
     assert len(lengths) > 1 or 0 in lengths  # rows of unequal length: padding is exercised
     assert mb["ratio"] != pytest.approx(1.0, abs=1e-3) and mb["kl_base"] > 0
-    for key in ("loss", "ratio", "kl_base"):
+    for key in ("loss", "ratio"):
         assert mb[key] == pytest.approx(mp[key], rel=1e-5, abs=1e-7), key
+    # k3 = e^d - d - 1 of log-prob differences d ~ 1e-2 cancels: float32 rounding of the
+    # log-probs (~1e-6) shows at ~1e-4 of it (measured 1.6e-4 at most).
+    assert mb["kl_base"] == pytest.approx(mp["kl_base"], rel=1e-3)
     # Measured: the largest difference is ~3e-5 of the largest gradient entry (float32 sums).
     scale = max(g.abs().max() for g in gp.values())
     assert scale > 0
