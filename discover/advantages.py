@@ -44,10 +44,18 @@ def adaptive_beta(rewards: Sequence[float], delta: float = math.log(2), cap: flo
 
     Start at 1 and double until KL >= delta (at most `cap`; if KL(cap) < delta, return cap),
     then bisect keeping KL(lo) < delta <= KL(hi) and return hi.
+
+    delta must lie below ln G, the KL of a one-hot reweighting, which no finite beta reaches.
+    Where it does not (G = 2 with the default ln 2) it is halved: otherwise beta runs to the
+    cap, the loser's weight underflows to 0, and the winner's leave-one-out normaliser with it
+    (measured: advantages of 1e12 for rewards [0, -1]). At G = 2 and delta = ln 2 / 2 the
+    advantages are about +8 and -0.9 whatever the reward gap.
     """
     r = _check(rewards)
     if min(r) == max(r):  # KL is 0 for every beta
         return 0.0
+    if delta >= math.log(len(r)):
+        delta = math.log(len(r)) / 2
     lo, hi = 0.0, 1.0
     while reweighting_kl(r, hi) < delta:
         if hi >= cap:

@@ -71,16 +71,61 @@ class Environment:
     cpu_slots: ClassVar[int] = 1  # Ray CPUs one evaluation occupies
     gpus: ClassVar[float] = 0.0  # CUDA devices one evaluation needs
     target: ClassVar[float | None] = None  # the record to beat, shown in prompts
+    # What a candidate may read in the sealed sandbox besides the OS (/usr: programs, libraries,
+    # compilers and headers) and the interpreter: Python distributions (with what they require)
+    # and host paths or globs (those under /dev as devices). Pass both to run_function /
+    # run_program. Nothing else of the host is visible to it.
+    sandbox_packages: ClassVar[tuple[str, ...]] = ("numpy",)
+    sandbox_paths: ClassVar[tuple[str, ...]] = ()
+    score_name: ClassVar[str] = "score"  # what the score is called in prompts, e.g. "C5"
+    entry: ClassVar[str] = ""  # the function a program defines, e.g. "solve(parent, budget_s,
+    # seed)"; "" when a program is a whole program (C++ reading stdin)
+    max_code_chars: ClassVar[int] = 4000  # of the parent's program shown (head and tail kept)
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
-    # --- what the model sees -------------------------------------------------
+    # --- what the model sees: the parts discover/prompt.py renders ------------
     def statement(self) -> str:
         raise NotImplementedError
 
-    def render_prompt(self, parent: Parent) -> str:
-        raise NotImplementedError
+    def handoff(self, artifact: Any) -> str:
+        """How the parent's artefact reaches the new program, e.g. "solve() receives the
+        parent's h as `parent` (a numpy array of 50 values)." Empty when it does not."""
+        return ""
+
+    def summarize(self, artifact: Any) -> str:
+        """A few words on an artefact, for a parent that has no program to show."""
+        return "a starting construction"
+
+    def target_text(self) -> str:
+        """The target to beat, as the prompt states it ("" when there is none)."""
+        if self.target is None:
+            return ""
+        return f"{self.score_name} {'<' if self.direction == 'min' else '>'} {self.target:g} " \
+               "(the record)"
+
+    def format_score(self, score: float | None) -> str:
+        return "none" if score is None else f"{score:.10g}"
+
+    def starter_program(self) -> str | None:
+        """A short, correct, deliberately simple program that improves the parent's artefact
+        within its budget; initial states carry it (run once on each starting construction),
+        so the first prompt already shows a working program and its score. It may mark the
+        part the model rewrites with EVOLVE-BLOCK-START / EVOLVE-BLOCK-END comment lines.
+        Optional: None starts from the bare constructions."""
+        return None
+
+    def program_of(self, artifact: Any) -> str | None:
+        """The program an artefact is, where the artefact is a program (a C++ source, a kernel):
+        such an environment's initial artefact is its own starter. None otherwise."""
+        return None
+
+    def render_prompt(self, parent: Parent, edit: str = "block") -> str:
+        """The improvement prompt for `parent` (discover/prompt.py renders it from the parts)."""
+        from discover import prompt
+
+        return prompt.render(self, parent, edit)
 
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list[Any]:
@@ -125,8 +170,11 @@ class Environment:
 
     @property
     def failure_reward(self) -> float:
-        """Below any valid reward; environments with unbounded scores override it."""
-        return -1e9
+        """Below any valid reward. The default suits rewards in [-1, inf); an environment
+        whose valid rewards can fall lower overrides it (the search checks the initial states).
+        Keep it close below the valid range: advantages by the mean baseline are on the reward
+        scale, so a remote failure reward drowns every difference between valid candidates."""
+        return -1.0
 
     def failed(self, kind: str, log: str = "", **metrics: Any) -> Evaluation:
         return Evaluation(ok=False, reward=self.failure_reward, failure=kind, log=log[-2000:],
@@ -139,7 +187,8 @@ class Environment:
     def describe(cls) -> dict:
         return {"name": cls.name, "direction": cls.direction, "language": cls.language,
                 "time_budget_s": cls.time_budget_s, "cpu_slots": cls.cpu_slots,
-                "gpus": cls.gpus}
+                "gpus": cls.gpus, "sandbox_packages": list(cls.sandbox_packages),
+                "sandbox_paths": list(cls.sandbox_paths)}
 
 
 def is_finite_number(x: Any) -> bool:

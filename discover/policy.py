@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class BackendError(RuntimeError):
+    """A sampling backend failed (an endpoint unreachable or refusing); the message says why."""
+
+
 @dataclass
 class Sample:
     """One completion of one prompt."""
@@ -28,14 +32,15 @@ class Policy(Protocol):
     version: int
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "",
+               seed: int, prefill: str | list[str] = "",
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         """n completions for each prompt (the prompt is a user message; chat template applied).
 
-        `prefill` opens the assistant's turn (e.g. the start of a code block): its tokens are
-        prompt tokens (no log-prob, no loss), `Sample.text` is the completion after it and
-        `Sample.prefill` what was actually prefilled ("" where a backend cannot prefill).
+        `prefill` (one for every prompt, or a list with one per prompt) opens the assistant's
+        turn, e.g. with the start of a code block: its tokens are prompt tokens (no log-prob, no
+        loss), `Sample.text` is the completion after it and `Sample.prefill` what was actually
+        prefilled ("" where a backend cannot prefill).
         `on_sample(prompt index, sample index, sample)` is called once per completion as soon
         as the backend has it (e.g. to start scoring it); a backend may call it only at the end."""
         ...
@@ -50,3 +55,13 @@ def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None,
         messages.insert(0, {"role": "system", "content": system_prompt})
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text + prefill, add_special_tokens=False)["input_ids"]
+
+
+def prefills(prefill: str | list[str], count: int) -> list[str]:
+    """One prefill per prompt, from either form `Policy.sample` accepts."""
+    if isinstance(prefill, str):
+        return [prefill] * count
+    if len(prefill) != count or not all(isinstance(f, str) for f in prefill):
+        raise ValueError(f"prefill must be a string or one string per prompt ({count}); "
+                         f"got {prefill!r}")
+    return list(prefill)

@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from discover import cpu_linear, shared_prefix
 from discover.model_store import MissingModel, resolve_model
-from discover.policy import Sample, chat_ids
+from discover.policy import Sample, chat_ids, prefills
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -139,7 +139,7 @@ class HFPolicy:
         return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str = "",
+               seed: int, prefill: str | list[str] = "",
                on_sample: Callable[[int, int, Sample], None] | None = None) -> list[list[Sample]]:
         """See Policy.sample; `on_sample(prompt index, sample index, sample)` is called as soon
         as each completion exists (a row stops at its EOS while the others go on)."""
@@ -149,7 +149,8 @@ class HFPolicy:
             raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
                              f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
         t0 = time.monotonic()
-        encoded = [self.encode(p, prefill) for p in prompts]
+        fills = prefills(prefill, len(prompts))
+        encoded = [self.encode(p, f) for p, f in zip(prompts, fills, strict=True)]
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
         tokens = 0
 
@@ -160,7 +161,7 @@ class HFPolicy:
             s = out[i][k] = Sample(
                 text=self.tokenizer.decode(ids, skip_special_tokens=True),
                 prompt_ids=list(encoded[i]), completion_ids=ids, logprobs=logprobs,
-                version=self.version, prefill=prefill)
+                version=self.version, prefill=fills[i])
             if on_sample is not None:
                 on_sample(i, k, s)
 

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, replace
 
 STRATEGIES = ("puct", "greedy", "fixed")
+CHILDREN_KEPT = 2  # selectable children per parent, over the whole run
 
 
 @dataclass
@@ -64,27 +65,33 @@ class Puct:
                 raise ValueError(f"candidate {cid} was already recorded")
         for cid, _, _, _ in children:
             self.parents[cid] = parent_id
-        if children:  # m(p) = max(m(p), best child reward); failures count with their reward
-            best = max(r for _, r, _, _ in children)
-            p = self.nodes.get(parent_id)
-            if p is not None:
-                p.m = best if p.m is None else max(p.m, best)
+        valid = [r for _, r, ok, _ in children if ok]
+        p = self.nodes.get(parent_id)
+        if valid and p is not None:  # m(p) = max(m(p), best VALID child): failures never lower it
+            p.m = max(valid) if p.m is None else max(p.m, max(valid))
         for a in [parent_id, *self.ancestors(parent_id)]:  # n += 1 for p and every ancestor
             if a in self.nodes:
                 self.nodes[a].n += 1
         self.T += 1
+        self._keep_top_children(parent_id, children)
+        self._apply_cap()
+
+    def _keep_top_children(self, parent_id: int,
+                           children: list[tuple[int, float, bool, str]]) -> None:
+        """The parent's 2 best valid, non-duplicate children over the whole run are selectable:
+        a new child enters if it beats one of them, and the one it beats leaves the set."""
         keys = {nd.key for nd in self.nodes.values() if nd.key}
-        inserted = 0  # the top 2 valid, non-duplicate children enter the selectable set
+        kept = [nd for nd in self.nodes.values() if nd.parent_id == parent_id]
         for cid, reward, ok, key in sorted(children, key=lambda ch: (-ch[1], ch[0])):
-            if inserted == 2:
-                break
             if not ok or (key and key in keys):
                 continue
-            self.nodes[cid] = Node(id=cid, reward=reward, parent_id=parent_id, initial=False,
-                                   key=key)
+            kept.append(Node(id=cid, reward=reward, parent_id=parent_id, initial=False, key=key))
             keys.add(key)
-            inserted += 1
-        self._apply_cap()
+        kept.sort(key=lambda nd: (-nd.reward, nd.id))  # equal rewards: the older one stays
+        for nd in kept[:CHILDREN_KEPT]:
+            self.nodes[nd.id] = nd
+        for nd in kept[CHILDREN_KEPT:]:
+            self.nodes.pop(nd.id, None)
 
     def _apply_cap(self) -> None:
         """Keep every initial state, then the best by reward (ties: older first)."""

@@ -10,10 +10,20 @@ from typing import Any
 
 import ray
 
+from discover import prompt
 from discover.archive import Candidate, dedup_key
+from discover.config import ConfigError
 from discover.environment import Environment, Evaluation, Parent, load_environment
-from discover.extract import extract_code
 from discover.policy import Sample
+
+AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "
+             "nodes) needs RAY_AUTH_MODE=token and the same token here: RAY_AUTH_TOKEN, or a file "
+             "named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token (`ray get-auth-token` on the head "
+             "prints it); see docs/gpu.md, 'A Ray cluster of your own'")
+
+
+class RayConnectError(ConfigError):
+    """`--ray-address` names a cluster this process cannot join; the message says why."""
 
 
 def start_ray(address: str = "", num_cpus: int | None = None) -> None:
@@ -21,17 +31,45 @@ def start_ray(address: str = "", num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ray.exceptions.AuthenticationError, RuntimeError) as e:
+            raise RayConnectError(_join_failure(address, e)) from e
     else:
         # address="local": a bare ray.init() would attach to any cluster named by RAY_ADDRESS.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False)
 
 
+def _join_failure(address: str, e: BaseException) -> str:
+    """Why joining `address` failed, in words: Ray's own error is a chain of tracebacks."""
+    chain = []
+    while e is not None:
+        chain.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    text = " ".join(chain)
+    mode = os.environ.get("RAY_AUTH_MODE", "")
+    if "token" in text.lower() and "auth" in text.lower():
+        if mode.lower() != "token":
+            return f"the Ray cluster at {address} refused this client: RAY_AUTH_MODE is " \
+                   f"{mode or 'not set'} here; {AUTH_HINT}"
+        return f"the Ray cluster at {address} refused this client's token (wrong or missing); " \
+               f"{AUTH_HINT}"
+    return f"cannot join the Ray cluster at {address} ({chain[-1][:300]}); is `ray start " \
+           f"--head` running there, and is the address HOST:PORT of its GCS? If its nodes " \
+           f"use token authentication, {AUTH_HINT}"
+
+
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class Scorer:
     def __init__(self, env_name: str, env_options: dict) -> None:
         self.env = load_environment(env_name, **env_options)
+        from discover.sandbox import isolation
+
+        try:  # probe the sandbox now, not inside the first candidate's time
+            isolation()
+        except RuntimeError:  # no level runs here: each evaluation reports it as a crash
+            pass
 
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> tuple[dict, float]:
         t0 = time.perf_counter()
@@ -39,7 +77,19 @@ class Scorer:
             ev = self.env.evaluate(program, parent_artifact, seed)
         except Exception as e:  # a bug in an environment must not take the run down
             ev = self.env.failed("crash", f"environment error: {type(e).__name__}: {e}")
-        return dataclasses.asdict(ev), time.perf_counter() - t0
+        out = dataclasses.asdict(ev)
+        # Which node scored it (a cluster spreads scorers over its nodes).
+        out["metrics"] = {**(out["metrics"] or {}),
+                          "scorer_node": ray.get_runtime_context().get_node_id()}
+        return out, time.perf_counter() - t0
+
+    def sandbox(self) -> str:
+        """The sandbox level this scorer runs candidates at, e.g. 'bwrap+netns+pidns+uid_drop
+        (sealed filesystem)'."""
+        from discover.sandbox import isolation
+
+        iso = isolation()
+        return f"{iso['mode']} ({'sealed' if iso['sealed'] else 'NOT sealed:'} filesystem)"
 
 
 class ScorerPool:
@@ -51,7 +101,8 @@ class ScorerPool:
         cpus = max(1, env.cpu_slots)
         total = slots or int(ray.available_resources().get("CPU", 1))
         size = max(1, total // cpus)
-        opts: dict[str, Any] = {"num_cpus": cpus}
+        # SPREAD: on a cluster, scorers go to every node rather than filling the first one.
+        opts: dict[str, Any] = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
         if env.gpus:
             opts["num_gpus"] = env.gpus
             # No more scorers than the GPUs can hold: an actor Ray cannot place never starts,
@@ -75,6 +126,10 @@ class ScorerPool:
     def stream(self) -> Stream:
         """A batch of jobs that start as they are added (see Stream)."""
         return Stream(self)
+
+    def sandbox_modes(self) -> list[str]:
+        """The sandbox levels the scorers run at (each probes its own machine)."""
+        return sorted(set(ray.get([a.sandbox.remote() for a in self.actors])))
 
     def shutdown(self) -> None:
         for a in self.actors:
@@ -145,16 +200,17 @@ class GroupScorer:
     a program's seed is a function of (step seed, group, index) only.
     """
 
-    def __init__(self, env: Environment, pool: ScorerPool, parents: list[Parent], seed: int):
-        self.env, self.parents, self.seed = env, parents, seed
+    def __init__(self, env: Environment, pool: ScorerPool, parents: list[Parent], seed: int,
+                 edit: str):
+        self.env, self.parents, self.seed, self.edit = env, parents, seed, edit
         self.stream = pool.stream()
-        self.sent: set[tuple[int, int]] = set()
+        self.codes: dict[tuple[int, int], str | None] = {}  # the program of each sent sample
 
     def send(self, g: int, i: int, sample: Sample) -> None:
-        if (g, i) in self.sent:
+        if (g, i) in self.codes:
             return
-        self.sent.add((g, i))
-        code = extract_code(sample.response, self.env.language)
+        code = self.codes[g, i] = prompt.program(self.env, self.parents[g], sample.response,
+                                                 self.edit)
         if code is not None:
             self.stream.add((g, i), (code, self.parents[g].artifact, job_seed(self.seed, g, i)))
 
@@ -167,7 +223,7 @@ class GroupScorer:
         for g, group in enumerate(samples):
             children = []
             for i, s in enumerate(group):
-                code = extract_code(s.response, self.env.language)
+                code = self.codes[g, i]
                 ev, secs = results.get((g, i), (self.env.failed("no_code", "no code block found"),
                                                 0.0))
                 children.append(Candidate(

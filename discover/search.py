@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from discover import config as config_mod
-from discover import metrics_log
+from discover import metrics_log, prompt
 from discover.archive import Archive, Candidate, check_archive, dedup_key
 from discover.config import Config, ConfigError
 from discover.environment import Environment, Parent, load_environment
@@ -111,6 +111,13 @@ def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
     return rd, cfg
 
 
+def record_sandbox(rd: RunDir, cfg: Config, archive: Archive, modes: list[str]) -> None:
+    """The scorers' sandbox level, where a user looks: atop config.toml, and in the archive."""
+    archive.set_meta("sandbox", modes)
+    write_atomic(rd.config, f"# sandbox (the scorers' at the latest start): {'; '.join(modes)}\n"
+                 + config_mod.dumps(cfg))
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a whole file or none of it: a kill leaves the old file (or no file), never half."""
     tmp = path.with_name(path.name + ".tmp")
@@ -123,7 +130,8 @@ def make_policy(cfg: Config) -> Policy:
     if p.backend == "openai":
         from discover.policy_openai import OpenAIPolicy
 
-        return OpenAIPolicy(base_url=p.base_url, model=p.model)
+        return OpenAIPolicy(base_url=p.base_url, model=p.model, api_key_env=p.api_key_env,
+                            timeout_s=p.request_timeout_s)
     if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
         import ray
 
@@ -133,13 +141,18 @@ def make_policy(cfg: Config) -> Policy:
         require_vllm()
         learning = cfg.learner.method != "none"
         learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
-        check_gpus(p.generators * p.generator_gpus + learner_gpus,
-                   ray.cluster_resources().get("GPU", 0.0))
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        gpus = p.generator_gpus if cluster_gpus > 0 else 0.0  # no GPUs: vLLM's CPU build
+        check_gpus(p.generators * gpus + learner_gpus, cluster_gpus)
         return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
-                          gpus=p.generator_gpus, enable_lora=learning,
+                          gpus=gpus, enable_lora=learning,
                           lora_rank=cfg.learner.lora_rank,
                           gpu_memory_utilization=p.gpu_memory_utilization,
                           max_model_len=p.max_model_len, seed=cfg.run.seed)
+    if p.backend == "null":  # no model: children re-run their parent's program (ablation)
+        from discover.policy_null import NullPolicy
+
+        return NullPolicy()
     from discover.policy_hf import HFPolicy
 
     return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size,
@@ -167,28 +180,59 @@ def make_learner(cfg: Config, policy: Policy):
 
 def parent_view(archive: Archive, cand_id: int) -> Parent:
     c = archive.get(cand_id)
-    grand = archive.get(c.parent_id).score if c.parent_id is not None else None
-    return Parent(code=c.code, artifact=c.artifact, score=c.score, parent_score=grand,
+    if c.parent_id is not None:
+        before = archive.get(c.parent_id).score
+    else:  # an initial state: its starter program ran on the starting construction
+        before = c.metrics.get("start_score")
+    return Parent(code=c.code, artifact=c.artifact, score=c.score, parent_score=before,
                   stdout=c.stdout)
 
 
-def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: Puct) -> None:
+def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: Puct,
+                        pool: ScorerPool) -> None:
+    """The initial states: each starting construction, verified, and improved once by the
+    environment's starter program (run like any candidate), so that every first prompt shows a
+    working program with its measured "before -> after". An artefact that is itself a program
+    is its own starter."""
     arts = env.initial_artifacts(cfg.run.initial_states, cfg.run.seed, cfg.run.init_file or None)
-    cands = []
-    for art in arts:
-        ev = env.verify(art)
+    starts = [env.verify(art) for art in arts]
+    for i, ev in enumerate(starts):
         if not ev.ok:
-            raise ConfigError(f"initial construction is invalid: {ev.log}")
-        cands.append(Candidate(id=None, step=-1, parent_id=None, code=None, artifact=ev.artifact,
+            raise ConfigError(f"initial construction {i} is invalid: {ev.log}")
+        if not ev.reward > env.failure_reward:
+            raise ConfigError(f"environment {env.name!r}: initial construction {i} has reward "
+                              f"{ev.reward:g}, not above the failure reward "
+                              f"{env.failure_reward:g}; the environment must set failure_reward "
+                              "below every valid reward")
+    starter = env.starter_program()
+    runs = [None] * len(starts)
+    if starter is not None:
+        jobs = [(starter, ev.artifact, cfg.run.seed * 1000 + i) for i, ev in enumerate(starts)
+                if env.program_of(ev.artifact) is None]
+        done = iter(pool.evaluate(jobs))
+        runs = [None if env.program_of(ev.artifact) is not None else next(done)[0]
+                for ev in starts]
+    cands = []
+    for i, (start, run) in enumerate(zip(starts, runs, strict=True)):
+        code = env.program_of(start.artifact)
+        ev = start
+        if run is not None:
+            if not run.ok:
+                raise ConfigError(f"environment {env.name!r}: its starter program failed on "
+                                  f"initial construction {i} ({run.failure}): {run.log}")
+            code, ev = starter, run
+            ev.metrics = {**ev.metrics, "start_score": start.score}
+        cands.append(Candidate(id=None, step=-1, parent_id=None, code=code, artifact=ev.artifact,
                                score=ev.score, reward=ev.reward, ok=True, initial=True,
+                               stdout=ev.log if code else "", metrics=ev.metrics,
                                key=dedup_key(ev.artifact, None)))
     archive.add_initial(cands, puct)
 
 
 def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
-                 samples: list[list[Sample]], seed: int) -> list[list[Candidate]]:
+                 samples: list[list[Sample]], seed: int, edit: str) -> list[list[Candidate]]:
     """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
-    return GroupScorer(env, pool, parents, seed).children(samples)
+    return GroupScorer(env, pool, parents, seed, edit).children(samples)
 
 
 def run(cfg: Config, resume: bool = False,
@@ -213,17 +257,17 @@ def run(cfg: Config, resume: bool = False,
                 raise ConfigError(
                     f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
             puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
+            start_ray(cfg.ray.address)
+            pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+            record_sandbox(rd, cfg, archive, pool.sandbox_modes())
             if archive.get_meta("initialised"):
                 puct = archive.load_puct(**puct_args)
             else:
                 archive.set_meta("env", cfg.run.env)
                 archive.set_meta("schema", SCHEMA_VERSION)
                 puct = Puct(**puct_args)
-                seed_initial_states(env, cfg, archive, puct)  # marks the archive initialised
+                seed_initial_states(env, cfg, archive, puct, pool)  # marks it initialised
             repair_run_dir(rd, archive)  # what a kill between commit and file writes left
-
-            start_ray(cfg.ray.address)
-            pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
             policy = make_policy(cfg)
             learner = make_learner(cfg, policy)
             start = archive.last_step() + 1
@@ -308,14 +352,16 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     t0 = time.monotonic()
     parent_ids = puct.select(cfg.run.groups)  # 1. select B parents with PUCT
     parents = [parent_view(archive, p) for p in parent_ids]
-    prompts = [env.render_prompt(p) for p in parents]  # 2. one prompt per parent
-    scoring = GroupScorer(env, pool, parents, seed)  # 4. each program goes to the sandbox ...
+    edit = cfg.run.edit
+    prompts = [prompt.render(env, p, edit) for p in parents]  # 2. one prompt per parent
+    prefill = [prompt.prefill(env, p, edit) if cfg.policy.prefill else "" for p in parents]
+    scoring = GroupScorer(env, pool, parents, seed, edit)  # 4. each program goes to the
     samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
                             max_new_tokens=cfg.policy.max_new_tokens,
-                            temperature=cfg.policy.temperature, seed=seed,
+                            temperature=cfg.policy.temperature, seed=seed, prefill=prefill,
                             on_sample=scoring.send if cfg.run.stream_scoring else None)
     t1 = time.monotonic()
-    groups = scoring.children(samples)  # 4. ... as soon as it is sampled; here, the rest
+    groups = scoring.children(samples)  # 4. ... sandbox as soon as it is sampled; the rest here
     t2 = time.monotonic()
     learn: dict = {}
     adapter = None
@@ -332,6 +378,10 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
             c.gen_s = (t1 - t0) / max(1, len(g) * len(groups))
     metrics = step_metrics(step, groups, samples, policy.version, learn,
                            {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
+    usage = getattr(policy, "last_stats", {})
+    if "requests" in usage:  # an HTTP endpoint: its token usage (it returns no token ids)
+        metrics["usage"] = {k: v for k, v in usage.items() if k != "seconds"}
+        metrics["tokens"] = metrics["tokens"] or usage["completion_tokens"]
     # 5. record every child and update PUCT statistics, all in one transaction
     # (with the step's new adapter version, if any: a kill cannot separate the two)
     ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics,

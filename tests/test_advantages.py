@@ -96,6 +96,26 @@ def test_cap_when_ln2_is_unreachable():
     assert all(math.isfinite(a) for a in adv)
 
 
+@pytest.mark.parametrize("rewards", [[0.0, -1.0], [-0.4, -2.0], [0.0, -1e9], [1e-3, 0.0],
+                                     [5e8, -5e8]])
+def test_advantages_stay_bounded_at_group_size_two(rewards):
+    adv, metrics = compute_advantages(rewards, "entropic")
+    assert metrics["kl"] == pytest.approx(LN2 / 2, abs=1e-6)  # the halved target, reached
+    # q = (p, 1 - p) with ln 2 - H(p) = ln 2 / 2; the winner's advantage is p / (1 - p) - 1
+    p = max(math.exp(metrics["beta"] * (x - max(rewards))) for x in rewards)
+    w = sorted(math.exp(metrics["beta"] * (x - max(rewards))) for x in rewards)
+    assert p == 1.0 and 0 < w[0] < 1
+    assert max(adv) == pytest.approx(1 / w[0] - 1) and min(adv) == pytest.approx(w[0] - 1)
+    assert 6 < max(adv) < 8 and -1 < min(adv) < -0.8  # bounded whatever the reward gap
+    best = max(range(2), key=rewards.__getitem__)
+    assert adv[best] == max(adv)
+
+
+def test_a_gap_too_small_for_the_beta_cap_gives_small_advantages_at_g2():
+    adv, metrics = compute_advantages([1e-9, 0.0], "entropic")
+    assert metrics["beta"] == 1e6 and max(abs(a) for a in adv) < 0.01  # e^(1e6 * 1e-9) - 1
+
+
 def test_equal_rewards_and_single_sample_give_zero():
     for r in ([5.0, 5.0, 5.0], [-1e9] * 4, [0.0, 0.0], [2.5]):
         assert adaptive_beta(r) == 0.0

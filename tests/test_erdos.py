@@ -151,7 +151,7 @@ def test_render_prompt(env):
         assert part in text
     start = env.render_prompt(Parent(code=None, artifact=[0.5] * 50, score=0.5,
                                      parent_score=None))
-    assert "starting step function" in start and "n=50" in start
+    assert "starting step function" in start and "n=50" in start and "C5 = 0.5" in start
     empty = env.render_prompt(Parent(code=None, artifact=None, score=None, parent_score=None))
     assert "no parent yet" in empty
 

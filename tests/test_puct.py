@@ -62,9 +62,20 @@ def test_unvisited_q_is_reward_and_sqrt_t_grows() -> None:
     assert p.T == 2
     # 3 is unvisited (Q = R = 2.0); only sqrt(1+T) changed for it
     assert p.scores()[3] - 2.0 == pytest.approx((before - 2.0) * math.sqrt(3) / math.sqrt(2))
-    # all children of 2 failed: m(2) is the failure reward, so Q(2) drops below R(2)
-    assert p.nodes[2].m == -1e9 and p.nodes[2].n == 1
-    assert p.scores()[2] < 0
+    # all children of 2 failed: a failure never lowers m, so m(2) stays unset and Q(2) = R(2)
+    assert p.nodes[2].m is None and p.nodes[2].n == 1
+    assert p.scores()[2] > 5.0
+
+
+def test_an_all_failed_group_leaves_m_unchanged() -> None:
+    p = Puct()
+    p.add_initial(1, -0.49, "init")
+    p.observe_group(1, [(2, -2.0, False, ""), (3, -2.0, False, "")])
+    assert p.nodes[1].m is None and p.nodes[1].n == 1  # visited, but Q is still R
+    assert p.scores()[1] > -0.49
+    p.observe_group(1, [(4, -0.45, True, "a"), (5, -2.0, False, "")])
+    p.observe_group(1, [(6, -2.0, False, "")] * 1)
+    assert p.nodes[1].m == -0.45  # only the valid child counted, and later failures keep it
 
 
 def test_visits_and_best_child_propagate() -> None:
@@ -87,12 +98,26 @@ def test_top_two_valid_children_and_dedup() -> None:
     p.observe_group(1, [(2, 1.0, True, "a"), (3, 4.0, True, "b"), (4, 3.0, True, "c"),
                         (5, 9.0, False, ""), (6, 2.0, True, "d")])
     assert set(p.nodes) == {1, 3, 4}  # top 2 valid by reward; the failure never enters
-    assert p.nodes[1].m == 9.0  # m still counts every child's reward
+    assert p.nodes[1].m == 4.0  # m counts valid children only
     # duplicates of a selectable state and within the group are skipped; the next best enters
     p.observe_group(3, [(7, 8.0, True, "b"), (8, 7.0, True, "e"), (9, 7.0, True, "e"),
                         (10, 5.0, True, "f"), (11, 6.0, True, "root")])
     assert set(p.nodes) == {1, 3, 4, 8, 10}
     assert p.nodes[3].m == 8.0
+
+
+def test_top_two_children_per_parent_over_the_whole_run() -> None:
+    p = Puct()
+    p.add_initial(1, 0.0, "root")
+    p.observe_group(1, [(2, 1.0, True, "a"), (3, 2.0, True, "b")])
+    assert set(p.nodes) == {1, 2, 3}
+    p.observe_group(1, [(4, 0.5, True, "c")])  # worse than both kept children: stays out
+    assert set(p.nodes) == {1, 2, 3}
+    p.observe_group(1, [(5, 3.0, True, "d"), (6, 1.5, True, "e")])  # displace 2, then nothing
+    assert set(p.nodes) == {1, 3, 5}
+    p.observe_group(3, [(7, 9.0, True, "f")])  # another parent's children are counted apart
+    assert set(p.nodes) == {1, 3, 5, 7}
+    assert sum(nd.parent_id == 1 for nd in p.nodes.values()) == 2
 
 
 def test_cap_keeps_initial_states_and_best() -> None:

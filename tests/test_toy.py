@@ -43,7 +43,7 @@ def test_the_initial_prompt_shows_a_program_that_scores_what_it_says():
     ev = ENV.verify(start)
     prompt = ENV.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
                                       parent_score=None))
-    assert f"This program scored {ev.score:g}" in prompt and "Write a better one" in prompt
+    assert f"-> {ev.score:g})" in prompt and "Write an improved solve()" in prompt
     code = extract_code(prompt, "python")
     assert code == starter_program(start)
     run = ENV.evaluate(code, None, seed=0)
@@ -54,7 +54,7 @@ def test_a_parent_with_a_program_shows_that_program():
     code = "def solve():\n    return [5] * 10\n"
     prompt = ENV.render_prompt(Parent(code=code, artifact=[5.0] * 10, score=50.0,
                                       parent_score=6.0))
-    assert extract_code(prompt, "python") == code and "scored 50" in prompt
+    assert extract_code(prompt, "python") == code and "6 -> 50" in prompt
 
 
 def test_starter_program_keeps_the_counted_numbers_only():

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from discover.sandbox import Limits, run_function
 from environments.erdos import scoring
 
 STATEMENT = (Path(__file__).parent / "prompt.md").read_text().strip()
+STARTER = (Path(__file__).parent / "starter.py").read_text()
 ARTIFACT_KEYS = ("sequence", "values", "artifact")  # accepted wrappers of a JSON list
-MAX_CODE_CHARS = 2000  # the embedded model has a small context: keep the prompt < ~1500 tokens
 STDOUT_CHARS = 300
 WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
 INITIAL_N = 50
@@ -28,6 +28,9 @@ class ErdosEnvironment(Environment):
     time_budget_s = 10.0
     cpu_slots = 1
     target = 0.380876  # TTT-Discover's record, C5 <= 0.380876 (0.3808753232 recomputed)
+    score_name = "C5"
+    entry = "solve(parent, budget_s, seed)"
+    max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  **options: Any) -> None:
@@ -49,26 +52,19 @@ class ErdosEnvironment(Environment):
     def statement(self) -> str:
         return STATEMENT
 
-    def render_prompt(self, parent: Parent) -> str:
-        parts = [STATEMENT, ""]
-        n = _length(parent.artifact)
-        if parent.code:
-            parts += [f"Parent program (C5: {_fmt(parent.parent_score)} -> {_fmt(parent.score)}):",
-                      "```python", _truncate(parent.code.strip()), "```"]
-            tail = (parent.stdout or "").strip()[-STDOUT_CHARS:]
-            if tail:
-                parts += ["Its output ended with:", tail]
-        elif parent.artifact is not None:
-            parts.append(f"Parent: a starting step function, C5 = {_fmt(parent.score)}.")
-        else:
-            parts.append("There is no parent yet: start from scratch.")
+    def handoff(self, artifact: Any) -> str:
+        n = _length(artifact)
         handed = f"a numpy array of n={n} values" if n else "None"
-        parts += ["",
-                  f"Target to beat: C5 <= {self.target} (record). Your solve() receives the "
-                  f"parent's h as `parent` ({handed}).",
-                  "Write an improved solve(parent, budget_s, seed) that returns a lower C5. "
-                  "Answer with one ```python code block."]
-        return "\n".join(parts)
+        return f"Your solve() receives the parent's h as `parent` ({handed})."
+
+    def summarize(self, artifact: Any) -> str:
+        return f"a starting step function of n={_length(artifact)} values"
+
+    def format_score(self, score: float | None) -> str:
+        return "none" if score is None else f"{score:.8f}"
+
+    def starter_program(self) -> str:
+        return STARTER
 
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
@@ -93,7 +89,8 @@ class ErdosEnvironment(Environment):
             np.asarray(_unwrap(parent_artifact), dtype=np.float64)
         kwargs = {"parent": parent, "budget_s": self.time_budget_s, "seed": int(seed)}
         limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb)
-        res = run_function(program, "solve", kwargs, limits)
+        res = run_function(program, "solve", kwargs, limits, self.sandbox_packages,
+                           self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log, wall_s=res.wall_s)
         value = res.value
@@ -159,15 +156,3 @@ def _length(artifact: Any) -> int:
         return len(artifact)
     except TypeError:
         return 0
-
-
-def _fmt(score: float | None) -> str:
-    return "none" if score is None else f"{score:.8f}"
-
-
-def _truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
-    """Keep the head and the tail of a long program (where imports and the return live)."""
-    if len(code) <= limit:
-        return code
-    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
-    return f"{head}\n# ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from discover.sandbox import Limits, run_function
 
 MAX_LEN = 10
@@ -33,6 +33,7 @@ class ToyEnvironment(Environment):
     language = "python"
     time_budget_s = 2.0
     target = float(MAX_LEN * MAX_DIGIT)
+    entry = "solve()"
 
     def __init__(self, time_budget_s: float = 2.0, **options: Any) -> None:
         if options:  # a misspelt option must not be silently ignored
@@ -50,10 +51,16 @@ class ToyEnvironment(Environment):
     def statement(self) -> str:
         return STATEMENT
 
-    def render_prompt(self, parent: Parent) -> str:
-        code = (parent.code or starter_program(parent.artifact)).strip()
-        return (f"{STATEMENT}\n\nThis program scored {parent.score:g}:\n```python\n{code}\n```\n"
-                "Write a better one.\nAnswer with one ```python code block.")
+    def target_text(self) -> str:
+        return f"score {self.target:g} (the best possible)"
+
+    def format_score(self, score: float | None) -> str:
+        return "none" if score is None else f"{score:g}"
+
+    def program_of(self, artifact: Any) -> str:
+        """The toy's artefact is a list, and the one-line program that returns it is the
+        program an initial state shows (the toy's starter)."""
+        return starter_program(artifact)
 
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
         if init_file:
@@ -84,7 +91,8 @@ class ToyEnvironment(Environment):
         return True
 
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
-        res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024))
+        res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024),
+                           self.sandbox_packages, self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log)
         try:
