@@ -2,8 +2,9 @@
 
 One step here is what `discover.search.run_step` does for steps 3-6, with the same parts: the
 embedded SmolLM2 samples G completions of each of B Erdős prompts (the environment's initial
-states), every program goes through the real sandbox on a local Ray scorer pool
-(`GroupScorer`, as the search uses it), and the LoRA learner takes one step on the result.
+states with the starter program, answered in its editable block with the prefill), every
+program goes through the real sandbox on a local Ray scorer pool (`GroupScorer`, as the search
+uses it), and the LoRA learner takes one step on the result.
 Rewards are the environment's plus a tie-break of 1e-3 x the sample's index, so that every group
 has unequal rewards and every completion carries a gradient (the most work a step can do; with
 the small model most Erdős programs fail, all rewards of a group would be equal and the learner
@@ -37,6 +38,7 @@ import time
 
 import torch
 
+from discover import prompt
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
@@ -71,9 +73,10 @@ class Arm:
 def step(arm: Arm, env, pool: ScorerPool, parents: list[Parent], prompts: list[str],
          max_new: int, seed: int, temperature: float) -> dict:
     t0 = time.monotonic()
-    scorer = GroupScorer(env, pool, parents[:arm.groups], seed)
+    scorer = GroupScorer(env, pool, parents[:arm.groups], seed, "block")
+    fills = [prompt.prefill(env, x, "block") for x in parents[:arm.groups]]
     samples = arm.policy.sample(prompts[:arm.groups], arm.group_size, max_new_tokens=max_new,
-                                temperature=temperature, seed=seed,
+                                temperature=temperature, seed=seed, prefill=fills,
                                 on_sample=scorer.send if arm.new else None)
     t1 = time.monotonic()
     groups = scorer.children(samples)
@@ -104,6 +107,10 @@ def main() -> None:
                    help="BxG[xBATCH] shapes of the default code (default: run.groups x "
                         "run.group_size, batch policy.batch_size)")
     p.add_argument("--no-today", action="store_true", help="leave out today's step")
+    p.add_argument("--budget", type=float, default=1.0,
+                   help="env.time_budget_s of every program, equal in all arms (default 1 s, as "
+                        "in the demo; Erdos's own default of 10 s makes scoring, not the model, "
+                        "the bound on 2 cores)")
     args = p.parse_args()
     cfg = Config()
     shapes = args.shapes or [(cfg.run.groups, cfg.run.group_size, cfg.policy.batch_size)]
@@ -112,15 +119,16 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
-    env = load_environment("erdos")
+    env = load_environment("erdos", time_budget_s=args.budget)
     most = max([b for b, _, _ in shapes] + [2])
-    parents = []
+    parents = []  # initial states as a search shows them: the starter program on a construction
     for art in env.initial_artifacts(most, 0):
         ev = env.verify(art)
-        parents.append(Parent(code=None, artifact=ev.artifact, score=ev.score, parent_score=None))
-    prompts = [env.render_prompt(x) for x in parents]
+        parents.append(Parent(code=env.starter_program(), artifact=ev.artifact, score=ev.score,
+                              parent_score=None))
+    prompts = [prompt.render(env, x, "block") for x in parents]
     start_ray(num_cpus=os.cpu_count())
-    pool = ScorerPool("erdos", {}, cfg.ray.scorer_slots)
+    pool = ScorerPool("erdos", {"time_budget_s": args.budget}, cfg.ray.scorer_slots)
     arms = [] if args.no_today else [Arm("today", 2, 4, 8, False, cfg)]
     for b, g, batch in shapes:
         arms.append(Arm(f"{b}x{g}", b, g, batch or cfg.policy.batch_size, True, cfg))
@@ -128,7 +136,7 @@ def main() -> None:
         print("  " + arm.describe())
     print(f"Erdos prompts of {len(arms[0].policy.encode(prompts[0]))} tokens, max_new_tokens "
           f"{args.max_new_tokens}, temperature {cfg.policy.temperature}, {args.rounds} rounds; "
-          f"scorer pool of {pool.size}", flush=True)
+          f"scorer pool of {pool.size}, program budget {args.budget:g} s", flush=True)
     for arm in arms:  # warm-up: first calls allocate and load
         arm.policy.sample(prompts[:1], 2, max_new_tokens=4, temperature=1.0, seed=0)
     for r in range(args.rounds):
