@@ -2,7 +2,9 @@
 
 Required checks (exit code 1 when one fails): Python, torch, the embedded model, Ray, and the
 sandbox's limits actually applying on this OS. Optional: the converted model cache, the C++
-compiler (for C++ environments), and extras (vLLM, matplotlib, anndata).
+compiler (for C++ environments), and extras (vLLM, matplotlib, anndata). Informational: the
+machine (CPU model, torch's CPU capability, a 2-second decode-speed probe) and whether other
+processes are using the cores (torch's spinning threads lose 2-5x then; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -56,6 +58,98 @@ def check_torch() -> Check:
         device = f"CPU, {torch.get_num_threads()} threads"
     return Check("torch", True, f"torch {torch.__version__} on {device}; transformers "
                                 f"{transformers.__version__}, peft {peft.__version__}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform's answer elsewhere)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """{pid: (command name, user + system CPU seconds)} of every process we may read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # gone, or not ours to read
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def other_cpu_use(seconds: float = 1.0) -> tuple[float, list[tuple[str, float]]]:
+    """Cores used by other processes over `seconds` (this one excluded), and the busiest."""
+    if not os.path.isdir("/proc"):
+        return 0.0, []
+    before = _cpu_seconds()
+    time.sleep(seconds)
+    after = _cpu_seconds()
+    me = os.getpid()
+    use: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        if pid != me and pid in before:
+            use[name] = use.get(name, 0.0) + (cpu - before[pid][1]) / seconds
+    busy = sorted(((n, c) for n, c in use.items() if c >= 0.05), key=lambda x: -x[1])
+    return sum(c for _, c in busy), busy
+
+
+def decode_probe(seconds: float = 2.0) -> tuple[float, int]:
+    """Tokens/s of the embedded model sampling 8 rows of a short prompt for about `seconds`
+    (after a warm-up call), through the real sampler; and the rows decoded together."""
+    from discover.policy_hf import HFPolicy
+
+    policy = HFPolicy()
+    prompt = ["Write a Python function that returns the n-th Fibonacci number."]
+    policy.sample(prompt, 8, max_new_tokens=2, temperature=1.0, seed=0)
+    tokens, spent, seed = 0, 0.0, 1
+    while spent < seconds:
+        policy.sample(prompt, 8, max_new_tokens=16, temperature=1.0, seed=seed)
+        tokens += policy.last_stats["tokens"]
+        spent += policy.last_stats["seconds"]
+        seed += 1
+    return tokens / spent, 8
+
+
+def check_machine(probe: bool = True) -> list[Check]:
+    import torch
+
+    cores = os.cpu_count() or 1
+    capability = torch.backends.cpu.get_cpu_capability()
+    checks = [Check("machine", True, f"{cpu_model()}, {cores} cores, torch CPU capability "
+                                     f"{capability}, {torch.get_num_threads()} torch threads",
+                    required=False)]
+    others, busy = other_cpu_use()
+    top = ", ".join(f"{n} {c:.1f}" for n, c in busy[:3])
+    checks.append(Check(
+        "cores free", others < 0.5,
+        f"other processes use {others:.1f} of {cores} cores" + (f" ({top})" if top else ""),
+        "on a shared machine run with OMP_WAIT_POLICY=PASSIVE (or --set policy.threads=1): "
+        "torch's spinning threads and another busy process slow each other 2-5x",
+        required=False))
+    if probe:
+        try:
+            rate, rows = decode_probe()
+            checks.append(Check("decode speed", True, f"{rate:.1f} tok/s sampling {rows} rows of "
+                                f"the embedded model (a 2-second probe; CPU model above)",
+                                required=False))
+        except Exception as e:  # noqa: BLE001 - a missing model is check_model's finding
+            checks.append(Check("decode speed", False, f"not measured: {type(e).__name__}: "
+                                f"{str(e)[:200]}", "see the model checks above",
+                                required=False))
+    return checks
 
 
 def check_model() -> list[Check]:
@@ -196,7 +290,8 @@ def check_extras() -> list[Check]:
 
 def run_checks(quick: bool = False, cxx: str = "") -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
-        check_python, check_torch, check_model, lambda: check_ray(start=not quick)]
+        check_python, check_torch, check_model, lambda: check_machine(probe=not quick),
+        lambda: check_ray(start=not quick)]
     if not quick:
         steps.append(check_sandbox)
     steps += [lambda: check_compiler(cxx), check_extras]
@@ -217,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="do not start Ray or run programs in the sandbox")
+                   help="do not start Ray, run programs in the sandbox or probe decode speed")
     p.add_argument("--cxx", default="", help="the C++ compiler to check (default $CXX or g++)")
 
 

@@ -267,17 +267,23 @@ def export(run: Run, cand_id: int | None, out: str | Path) -> dict[str, Path]:
 # --- compare ----------------------------------------------------------------------------------
 
 def run_stats(run: Run) -> dict:
-    """Best, valid rate and samples-to-best of one run (samples: generated candidates, in the
-    order they were stored; samples-to-best counts those up to and including the best)."""
+    """Best, valid rate, samples per hour and samples-to-best of one run (samples: generated
+    candidates, in the order they were stored; samples-to-best counts those up to and including
+    the best; samples per hour: over the steps' own time, so pauses between resumes do not
+    count)."""
     a = run.archive
     with a.snapshot():
         rows = a.summary()
         steps = a.last_step() + 1
+        metrics = a.step_metrics()
+    step_s = sum(sum(m.get("seconds", {}).values()) for m in metrics)
+    step_samples = sum(m.get("total", 0) for m in metrics)
     generated = [r for r in rows if not r["initial"]]
     valid = [r for r in rows if r["ok"]]
     best = max(valid, key=lambda r: (r["reward"], -r["id"])) if valid else None
     start = min((r["created_at"] for r in rows), default=None)
     stats = {"run": str(run.path), "env": run.env, "steps": steps, "samples": len(generated),
+             "samples_per_hour": 3600 * step_samples / step_s if step_s > 0 else None,
              "valid_rate": (sum(r["ok"] for r in generated) / len(generated)) if generated
              else None, "best_score": None, "best_id": None, "best_step": None,
              "samples_to_best": None, "time_to_best_s": None}
@@ -290,13 +296,14 @@ def run_stats(run: Run) -> dict:
 
 def compare_text(runs: list[Run]) -> str:
     stats = [run_stats(r) for r in runs]
-    head = ["run", "env", "steps", "samples", "valid", "best score", "best id", "step",
+    head = ["run", "env", "steps", "samples", "samples/h", "valid", "best score", "best id", "step",
             "samples to best", "time to best"]
     table = [head]
     for s in stats:
         rate = "-" if s["valid_rate"] is None else f"{100 * s['valid_rate']:.1f}%"
         t = s["time_to_best_s"]
-        table.append([s["run"], s["env"], str(s["steps"]), str(s["samples"]), rate,
+        per_hour = "-" if s["samples_per_hour"] is None else f"{s['samples_per_hour']:.0f}"
+        table.append([s["run"], s["env"], str(s["steps"]), str(s["samples"]), per_hour, rate,
                       fmt(s["best_score"]), str(s["best_id"] or "-"),
                       "-" if s["best_step"] is None else str(s["best_step"]),
                       "-" if s["samples_to_best"] is None else str(s["samples_to_best"]),

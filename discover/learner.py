@@ -26,9 +26,10 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from discover import shared_prefix
 from discover.advantages import METHODS, compute_advantages
 from discover.policy import Sample
-from discover.policy_hf import sequence_logprobs
+from discover.policy_hf import group_logprobs, sequence_logprobs
 
 ADAPTER_FILE = "adapter_model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -46,7 +47,10 @@ class LearnerConfig:
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True
-    micro_batch: int = 4  # completions per backward pass
+    micro_batch: int = 8  # completions per forward and backward pass
+    # One forward per micro-batch of a prompt's completions, the prompt run once (group_logprobs);
+    # False: one forward per completion (the earlier learner; also where the model cannot).
+    batched: bool = True
     # The sampler's temperature: its log-probs are of logits / T, so the ratio must use the same.
     temperature: float = 1.0
 
@@ -60,19 +64,25 @@ class LearnerConfig:
 
 
 class Learner:
-    def __init__(self, policy, cfg: LearnerConfig):
+    def __init__(self, policy, cfg: LearnerConfig, seed: int | None = None):
+        """`seed` fixes the adapter's random initialisation (LoRA's A matrices), so that two
+        runs of one seed learn alike; None draws it from torch's global generator."""
         cfg.validate()
         self.policy, self.cfg = policy, cfg
         model = policy.model
         if not isinstance(model, PeftModel):
-            model = get_peft_model(model, LoraConfig(
-                r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
+            with torch.random.fork_rng(devices=[]):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                model = get_peft_model(model, LoraConfig(
+                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                    target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
             policy.model = model  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
             enable_checkpointing(model.get_base_model())
         model.eval()
         self.model = model
+        self.batched = cfg.batched and shared_prefix.install(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # Adam as in the reference: AdamW without weight decay, so a zero gradient moves nothing.
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
@@ -93,8 +103,9 @@ class Learner:
     def backward(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
         """Compute the step's loss and leave its gradient in the LoRA weights' .grad.
 
-        Gradients are accumulated over micro-batches of `micro_batch` completions, each
-        backward pass scaled by 1/N (N: completions with tokens) so the sum is the mean loss's.
+        Gradients are accumulated over micro-batches of `micro_batch` completions (batched: of
+        one prompt, which runs once per micro-batch), each backward pass scaled by 1/N (N:
+        completions with tokens) so the sum is the mean loss's.
         """
         items, work, metrics = step_items(groups, rewards, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
@@ -105,10 +116,16 @@ class Learner:
         loss_sum, kl_base_sum, ratio_sum, ratio_n = 0.0, 0.0, 0.0, 0
         self.model.train()
         try:
-            for i in range(0, len(work), self.cfg.micro_batch):
+            for chunk in self._chunks(work):
+                logps = self._logprobs(chunk)
+                if self.cfg.kl_coef > 0:
+                    with torch.no_grad(), self.model.disable_adapter():
+                        bases = self._logprobs(chunk)
+                else:
+                    bases = [None] * len(chunk)
                 terms = []
-                for s, a in work[i:i + self.cfg.micro_batch]:
-                    pg, kl_base, ratios = self._completion_loss(s, a)
+                for (s, a), logp, base in zip(chunk, logps, bases, strict=True):
+                    pg, kl_base, ratios = self._completion_loss(s, a, logp, base)
                     terms.append((pg + self.cfg.kl_coef * kl_base) / n)
                     kl_base_sum += kl_base.item()
                     ratio_sum += ratios.sum().item()
@@ -122,17 +139,32 @@ class Learner:
                        kl_base=kl_base_sum / n)
         return metrics
 
-    def _completion_loss(self, s: Sample, a: float):
-        """(summed PG loss, summed k3 KL to the base model, detached ratios) for one completion."""
+    def _chunks(self, work: list[tuple[Sample, float]]) -> list[list[tuple[Sample, float]]]:
+        """Micro-batches: `micro_batch` completions each; batched, only of one prompt."""
+        m = self.cfg.micro_batch
+        if not self.batched:
+            return [work[i:i + m] for i in range(0, len(work), m)]
+        by_prompt: dict[tuple[int, ...], list[tuple[Sample, float]]] = {}
+        for s, a in work:
+            by_prompt.setdefault(tuple(s.prompt_ids), []).append((s, a))
+        return [rows[i:i + m] for rows in by_prompt.values() for i in range(0, len(rows), m)]
+
+    def _logprobs(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
         t = self.cfg.temperature
-        logp = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t)
+        if self.batched:
+            return group_logprobs(self.model, chunk[0][0].prompt_ids,
+                                  [s.completion_ids for s, _ in chunk], t)
+        return [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t) for s, _ in chunk]
+
+    @staticmethod
+    def _completion_loss(s: Sample, a: float, logp: torch.Tensor, base: torch.Tensor | None):
+        """(summed PG loss, summed k3 KL to the base model, detached ratios) for one completion,
+        from its log-probs under the current model (`logp`) and the base model (`base`)."""
         sampler = torch.tensor(s.logprobs, dtype=logp.dtype, device=logp.device)
         ratios = torch.exp(logp - sampler)
         pg = -a * ratios.sum()
         kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
-        if self.cfg.kl_coef > 0:
-            with torch.no_grad(), self.model.disable_adapter():
-                base = sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t)
+        if base is not None:
             d = base - logp
             kl = (torch.exp(d) - d - 1).sum()
         return pg, kl, ratios.detach()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,13 +32,17 @@ class Policy(Protocol):
     version: int
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         """n completions for each prompt (the prompt is a user message; chat template applied).
 
         `prefill` (one for every prompt, or a list with one per prompt) opens the assistant's
         turn, e.g. with the start of a code block: its tokens are prompt tokens (no log-prob, no
         loss), `Sample.text` is the completion after it and `Sample.prefill` what was actually
-        prefilled ("" where a backend cannot prefill)."""
+        prefilled ("" where a backend cannot prefill).
+        `on_sample(prompt index, sample index, sample)` is called once per completion as soon
+        as the backend has it (e.g. to start scoring it); a backend may call it only at the end."""
         ...
 
 

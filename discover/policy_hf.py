@@ -7,6 +7,13 @@ generation settings (repetition penalty, top-k, ...) can silently change the dis
 each sequence draws from its own seeded generator (Gumbel-max), so a completion depends on
 (seed, prompt index, sample index) only, never on the batch it happened to share.
 
+A step's B x G rows are decoded as one batch (`batch_size` rows at most). Each prompt is
+prefilled once and its keys/values shared by its G rows (discover/shared_prefix.py); each row
+still draws from its own generator, so the completions are those a prefill per row gives
+(`shared_prefill=False`, the earlier left-padded batches; also the path for models that do not
+qualify). A row that stops is handed to `on_sample` at once and, once a quarter of the batch has
+stopped, dropped from it. On a CPU the frozen linear layers go through oneDNN (cpu_linear.py).
+
 The learner later swaps `policy.model` for a PEFT-wrapped model, so `self.model` is read at call
 time and never cached elsewhere.
 """
@@ -15,10 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from discover import cpu_linear, shared_prefix
 from discover.model_store import MissingModel, resolve_model
 from discover.policy import Sample, chat_ids, prefills
 
@@ -47,6 +56,38 @@ def sequence_logprobs(model: torch.nn.Module, prompt_ids: list[int], completion_
     return logp.gather(1, ids[0, -k:, None]).squeeze(1)
 
 
+def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
+                   completions: list[list[int]], temperature: float = 1.0) -> list[torch.Tensor]:
+    """`sequence_logprobs` of several completions of ONE prompt, in two forward calls: the prompt
+    once (batch 1), then all completions as one right-padded batch attending to its keys/values
+    (shared_prefix; the model must qualify, see `shared_prefix.install`).
+
+    Equal to `sequence_logprobs` per completion up to float rounding, gradient included: the
+    prompt's keys/values are used by every row, so their gradients add up as they would over
+    separate passes. Right padding needs no mask: a real token never attends to a later one.
+    """
+    if not prompt_ids:
+        raise ValueError("group_logprobs needs at least one prompt token")
+    device = _device_of(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = base.get_decoder(), base.get_output_embeddings()
+    record = shared_prefix.Record()
+    last = decoder(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=False,
+                   discover_shared=record).last_hidden_state[:, -1]
+    width = max(len(c) for c in completions)
+    ids = torch.tensor([list(c) + [0] * (width - len(c)) for c in completions], device=device)
+    position = (len(prompt_ids) + torch.arange(width, device=device)).expand(len(completions), -1)
+    hidden = decoder(input_ids=ids, position_ids=position, use_cache=False,
+                     discover_shared=shared_prefix.Attend([record], [(0, len(completions))])
+                     ).last_hidden_state
+    # Token j of a row is predicted by the hidden state before it: the prompt's last for j = 0.
+    rows = [torch.cat([last, hidden[r, :len(c) - 1]]) for r, c in enumerate(completions) if c]
+    logits = head(torch.cat(rows)).float() if rows else last.new_zeros(0, 1)
+    target = torch.tensor([t for c in completions for t in c], device=device)
+    logp = torch.log_softmax(logits / temperature, dim=-1).gather(1, target[:, None]).squeeze(1)
+    return list(logp.split([len(c) for c in completions]))
+
+
 def _parse_dtype(dtype) -> torch.dtype:
     if dtype is None:
         return torch.float32  # bf16 would make sampler and learner log-probs disagree
@@ -63,7 +104,7 @@ class HFPolicy:
 
     def __init__(self, model: str = "smollm2", device: str | None = None, dtype=None,
                  threads: int | None = None, system_prompt: str | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 32, shared_prefill: bool = True, onednn: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if threads:
@@ -76,8 +117,12 @@ class HFPolicy:
         except OSError as e:  # not found locally nor on the Hub (or no network to ask it)
             raise MissingModel(f"cannot load model {model!r}: {e}") from e
         self.model.to(self.device).eval()
+        if onednn:  # CPU: oneDNN's GEMM outside autograd (cpu_linear: 2-4x MKL's on AMD EPYC)
+            cpu_linear.install(self.model)
         self.system_prompt = system_prompt
         self.batch_size = batch_size
+        # One prefill per prompt, shared by its rows, where the model allows it (shared_prefix).
+        self.shared_prefill = shared_prefill and shared_prefix.install(self.model)
         self.version = 0
         self.last_stats = {"tokens": 0, "seconds": 0.0}
         eos = self.model.generation_config.eos_token_id
@@ -94,7 +139,10 @@ class HFPolicy:
         return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None) -> list[list[Sample]]:
+        """See Policy.sample; `on_sample(prompt index, sample index, sample)` is called as soon
+        as each completion exists (a row stops at its EOS while the others go on)."""
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or not temperature > 0:
@@ -103,24 +151,97 @@ class HFPolicy:
         t0 = time.monotonic()
         fills = prefills(prefill, len(prompts))
         encoded = [self.encode(p, f) for p, f in zip(prompts, fills, strict=True)]
-        rows = [(i, k) for i in range(len(prompts)) for k in range(n)]
-        # Similar lengths share a batch (less padding); results do not depend on the grouping.
-        rows.sort(key=lambda r: len(encoded[r[0]]))
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
         tokens = 0
-        for b in range(0, len(rows), self.batch_size):
-            batch = rows[b:b + self.batch_size]
-            seeds = [_row_seed(seed, i * n + k) for i, k in batch]
-            done = self._generate([encoded[i] for i, _ in batch], seeds, max_new_tokens,
-                                  temperature)
-            for (i, k), (ids, logprobs) in zip(batch, done, strict=True):
-                tokens += len(ids)
-                out[i][k] = Sample(
-                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                    prompt_ids=list(encoded[i]), completion_ids=ids, logprobs=logprobs,
-                    version=self.version, prefill=fills[i])
+
+        def finished(row: tuple[int, int], ids: list[int], logprobs: list[float]) -> None:
+            nonlocal tokens
+            i, k = row
+            tokens += len(ids)
+            s = out[i][k] = Sample(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                prompt_ids=list(encoded[i]), completion_ids=ids, logprobs=logprobs,
+                version=self.version, prefill=fills[i])
+            if on_sample is not None:
+                on_sample(i, k, s)
+
+        rows = [(i, k) for i in range(len(prompts)) for k in range(n)]
+        seeds = {(i, k): _row_seed(seed, i * n + k) for i, k in rows}
+        if self.shared_prefill:  # rows in prompt order: a prompt's rows share one batch if they fit
+            prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]] = {}
+            for b in range(0, len(rows), self.batch_size):
+                self._generate_shared(encoded, rows[b:b + self.batch_size], seeds, prompts_done,
+                                      max_new_tokens, temperature, finished)
+        else:
+            # Similar lengths share a batch (less padding); results do not depend on the grouping.
+            rows.sort(key=lambda r: len(encoded[r[0]]))
+            for b in range(0, len(rows), self.batch_size):
+                batch = rows[b:b + self.batch_size]
+                done = self._generate([encoded[i] for i, _ in batch], [seeds[r] for r in batch],
+                                      max_new_tokens, temperature)
+                for row, (ids, logprobs) in zip(batch, done, strict=True):
+                    finished(row, ids, logprobs)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
         return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _generate_shared(self, encoded: list[list[int]], rows: list[tuple[int, int]],
+                         seeds: dict[tuple[int, int], int],
+                         prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]],
+                         max_new_tokens: int, temperature: float, finished: Callable) -> None:
+        """Sample `rows` (prompt index, sample index) as one batch: each prompt is prefilled once
+        (and only once per `sample` call: `prompts_done`), its keys/values shared by its rows.
+
+        A row that stops (EOS) is handed to `finished` at once; when a quarter of the batch has
+        stopped, the stopped rows are dropped from it, so the rest decode at a smaller batch."""
+        model = self.model  # read now: the learner may have wrapped it since construction
+        model.eval()
+        dev = _device_of(model)
+        for i in dict.fromkeys(i for i, _ in rows):
+            if i not in prompts_done:
+                record = shared_prefix.Record()
+                out = model(input_ids=torch.tensor([encoded[i]], device=dev), use_cache=False,
+                            logits_to_keep=1, discover_shared=record)
+                prompts_done[i] = record, torch.log_softmax(
+                    out.logits[0, -1].float() / temperature, dim=-1)
+        logp = torch.stack([prompts_done[i][1] for i, _ in rows])
+        gens = [torch.Generator(device=dev).manual_seed(seeds[r]) for r in rows]
+        position = torch.tensor([len(encoded[i]) for i, _ in rows], device=dev)
+        suffix = shared_prefix.Suffix.empty(model, len(rows), max_new_tokens, logp)
+        ids: list[list[int]] = [[] for _ in rows]
+        lps: list[list[float]] = [[] for _ in rows]
+        batch = list(range(len(rows)))  # the rows (indices into `rows`) now in the batch
+        live = [True] * len(rows)
+        for t in range(max_new_tokens):
+            tok = draw(logp, gens)
+            lp = logp.gather(1, tok[:, None]).squeeze(1)
+            for r, token, value in zip(batch, tok.tolist(), lp.tolist(), strict=True):
+                if live[r]:
+                    ids[r].append(token)
+                    lps[r].append(value)
+                    if token in self.eos_ids or t == max_new_tokens - 1:
+                        live[r] = False
+                        finished(rows[r], ids[r], lps[r])
+            keep = [j for j, r in enumerate(batch) if live[r]]
+            if not keep:
+                break
+            if len(batch) - len(keep) >= max(1, len(batch) // 4):  # drop the stopped rows
+                index = torch.tensor(keep, device=dev)
+                suffix.keep(index)
+                tok, position = tok[index], position[index]
+                gens = [gens[j] for j in keep]
+                batch = [batch[j] for j in keep]
+            groups, start = [], 0
+            for j in range(1, len(batch) + 1):
+                if j == len(batch) or rows[batch[j]][0] != rows[batch[start]][0]:
+                    groups.append((start, j))
+                    start = j
+            attend = shared_prefix.Attend([prompts_done[rows[batch[a]][0]][0] for a, _ in groups],
+                                          groups, suffix)
+            out = model(input_ids=tok[:, None], position_ids=(position + t)[:, None],
+                        use_cache=False, discover_shared=attend)
+            suffix.length += 1
+            logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
 
     @torch.no_grad()
     def _generate(self, prompts: list[list[int]], seeds: list[int], max_new_tokens: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from discover.policy import Sample
 
@@ -25,12 +26,17 @@ class NullPolicy:
         self.last_stats = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         t0 = time.monotonic()
         out = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             m = _PARENT.search(p)
             text = f"```{m.group(1)}\n{m.group(2)}\n```\n" if m else "(no parent program)"
             out.append([Sample(text=text) for _ in range(n)])
+            for k, s in enumerate(out[-1]):
+                if on_sample is not None:
+                    on_sample(i, k, s)
         self.last_stats = {"tokens": 0, "seconds": time.monotonic() - t0}
         return out

@@ -29,6 +29,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -78,7 +79,9 @@ class OpenAIPolicy:
         self.last_stats: dict = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or temperature < 0:
@@ -103,6 +106,10 @@ class OpenAIPolicy:
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0, **self._usage,
                            "refused": sorted(self.dropped | ({"n"} if not self.n_ok else set())
                                              | ({"prefill"} if not self.prefill_ok else set()))}
+        if on_sample is not None:  # (at the end: the requests are answered whole)
+            for i, group in enumerate(out):
+                for k, s in enumerate(group):
+                    on_sample(i, k, s)
         return out
 
     def _map(self, jobs, prompts, fills, seed, args):

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from discover.policy import Sample, chat_ids, prefills
@@ -257,7 +258,9 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "") -> list[list[Sample]]:
+               seed: int, prefill: str | list[str] = "",
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
         import ray
 
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -278,6 +281,10 @@ class VLLMPolicy:
                 out[i] = group
         tokens = sum(len(s.completion_ids) for g in out for s in g)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
+        for i, group in enumerate(out):  # (at the end: an engine's batch returns whole)
+            for k, s in enumerate(group):
+                if on_sample is not None:
+                    on_sample(i, k, s)
         return out
 
     def shutdown(self) -> None:

@@ -27,7 +27,10 @@ class Progress:
         gen = r.seconds.get("generate", 0.0)
         evals = r.total / max(1e-9, r.seconds.get("score", 0.0))
         best = "none yet" if r.best_score is None else f"{r.best_score:.10g}"
+        step_s = sum(r.seconds.values())
+        rate = r.metrics.get("samples_per_hour", 3600 * r.total / max(1e-9, step_s))
         line = (f"[{bar}] step {done}/{r.steps} | best {best} ({self.direction}) | "
+                f"{rate:.0f} samples/h | "
                 f"valid {r.valid}/{r.total} (run {100 * self.valid / max(1, self.total):.0f}%) | "
                 f"{r.tokens / max(1e-9, gen):.0f} tok/s | {evals:.1f} eval/s | "
                 f"gen {gen:.0f}s score {r.seconds.get('score', 0):.0f}s "

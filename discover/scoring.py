@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from typing import Any
 
 import ray
 
+from discover import prompt
+from discover.archive import Candidate, dedup_key
 from discover.config import ConfigError
-from discover.environment import Evaluation, load_environment
+from discover.environment import Environment, Evaluation, Parent, load_environment
+from discover.policy import Sample
 
 AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "
              "nodes) needs RAY_AUTH_MODE=token and the same token here: RAY_AUTH_TOKEN, or a file "
@@ -113,30 +117,15 @@ class ScorerPool:
 
     def evaluate(self, jobs: list[tuple[str, Any, int]]) -> list[tuple[Evaluation, float]]:
         """jobs: (program, parent_artifact, seed). Returns (evaluation, seconds) per job."""
-        results: list[tuple[Evaluation, float] | None] = [None] * len(jobs)
-        pending: dict[Any, int] = {}
-        queue = list(enumerate(jobs))
-        idle = list(self.actors)
-        busy: dict[Any, Any] = {}
-        while queue or pending:
-            while queue and idle:
-                i, (program, artifact, seed) = queue.pop(0)
-                actor = idle.pop()
-                ref = actor.evaluate.remote(program, artifact, seed)
-                pending[ref] = i
-                busy[ref] = actor
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            i = pending.pop(ref)
-            idle.append(busy.pop(ref))
-            try:
-                ev, seconds = ray.get(ref)
-                results[i] = (Evaluation(**ev), seconds)
-            except ray.exceptions.RayError as e:  # the actor died; Ray restarts it
-                msg = f"scorer failed: {type(e).__name__}: {str(e)[:500]}"
-                results[i] = (Evaluation(ok=False, reward=self.failure_reward, failure="crash",
-                                         log=msg), 0.0)
-        return results  # type: ignore[return-value]
+        stream = self.stream()
+        for i, job in enumerate(jobs):
+            stream.add(i, job)
+        results = stream.results()
+        return [results[i] for i in range(len(jobs))]
+
+    def stream(self) -> Stream:
+        """A batch of jobs that start as they are added (see Stream)."""
+        return Stream(self)
 
     def sandbox_modes(self) -> list[str]:
         """The sandbox levels the scorers run at (each probes its own machine)."""
@@ -146,3 +135,108 @@ class ScorerPool:
         for a in self.actors:
             ray.kill(a)
         self.actors = []
+
+
+class Stream:
+    """Jobs handed to the pool one at a time, each started as soon as a scorer is free, so that
+    scoring overlaps whatever produces the jobs (the sampler); `results` waits for the rest.
+
+    There is no thread: finished jobs are collected, and queued ones started, whenever a job is
+    added and in `results`. Results are keyed by the caller's key, whatever the finishing order.
+    """
+
+    def __init__(self, pool: ScorerPool) -> None:
+        self.pool = pool
+        self.queue: list[tuple[Any, tuple[str, Any, int]]] = []
+        self.idle = list(pool.actors)
+        self.running: dict[Any, tuple[Any, Any]] = {}  # ref -> (key, actor)
+        self.done: dict[Any, tuple[Evaluation, float]] = {}
+
+    def add(self, key: Any, job: tuple[str, Any, int]) -> None:
+        """job: (program, parent_artifact, seed)."""
+        self.queue.append((key, job))
+        self._collect(block=False)
+        self._start()
+
+    def results(self) -> dict[Any, tuple[Evaluation, float]]:
+        """(evaluation, seconds) per key, once every job added so far has finished."""
+        while self.queue or self.running:
+            self._start()
+            self._collect(block=True)
+        return self.done
+
+    def _start(self) -> None:
+        while self.queue and self.idle:
+            key, (program, artifact, seed) = self.queue.pop(0)
+            actor = self.idle.pop()
+            self.running[actor.evaluate.remote(program, artifact, seed)] = (key, actor)
+
+    def _collect(self, block: bool) -> None:
+        """Take in finished jobs: at least one (block), or those finished by now."""
+        refs = list(self.running)
+        if not refs:
+            return
+        ready, _ = (ray.wait(refs, num_returns=1) if block else
+                    ray.wait(refs, num_returns=len(refs), timeout=0))
+        for ref in ready:
+            key, actor = self.running.pop(ref)
+            self.idle.append(actor)
+            try:
+                ev, seconds = ray.get(ref)
+                self.done[key] = (Evaluation(**ev), seconds)
+            except ray.exceptions.RayError as e:  # the actor died; Ray restarts it
+                msg = f"scorer failed: {type(e).__name__}: {str(e)[:500]}"
+                self.done[key] = (Evaluation(ok=False, reward=self.pool.failure_reward,
+                                             failure="crash", log=msg), 0.0)
+
+
+class GroupScorer:
+    """Step 4 for one step's groups: extract each completion's program, run it in the sandbox
+    through the pool, build the children.
+
+    `send` (the sampler's `on_sample`) hands a program to the pool as soon as its completion
+    exists, so scoring overlaps generation; `children` sends whatever was not sent, waits, and
+    builds every child, in group order. What is stored does not depend on what was streamed:
+    a program's seed is a function of (step seed, group, index) only.
+    """
+
+    def __init__(self, env: Environment, pool: ScorerPool, parents: list[Parent], seed: int,
+                 edit: str):
+        self.env, self.parents, self.seed, self.edit = env, parents, seed, edit
+        self.stream = pool.stream()
+        self.codes: dict[tuple[int, int], str | None] = {}  # the program of each sent sample
+
+    def send(self, g: int, i: int, sample: Sample) -> None:
+        if (g, i) in self.codes:
+            return
+        code = self.codes[g, i] = prompt.program(self.env, self.parents[g], sample.response,
+                                                 self.edit)
+        if code is not None:
+            self.stream.add((g, i), (code, self.parents[g].artifact, job_seed(self.seed, g, i)))
+
+    def children(self, samples: list[list[Sample]]) -> list[list[Candidate]]:
+        for g, group in enumerate(samples):
+            for i, s in enumerate(group):
+                self.send(g, i, s)
+        results = self.stream.results()
+        groups = []
+        for g, group in enumerate(samples):
+            children = []
+            for i, s in enumerate(group):
+                code = self.codes[g, i]
+                ev, secs = results.get((g, i), (self.env.failed("no_code", "no code block found"),
+                                                0.0))
+                children.append(Candidate(
+                    id=None, step=-1, parent_id=None, code=code, artifact=ev.artifact,
+                    score=ev.score, reward=ev.reward, ok=ev.ok, failure=ev.failure, log=ev.log,
+                    stdout=ev.log if ev.ok else "", completion=s.response, group_idx=g,
+                    policy_version=s.version, eval_s=secs, metrics=ev.metrics,
+                    key=dedup_key(ev.artifact, code) if ev.ok else ""))
+            groups.append(children)
+        return groups
+
+
+def job_seed(seed: int, g: int, i: int) -> int:
+    """The seed a program gets: (step seed, group, index within it), 31 bits, order-free."""
+    digest = hashlib.blake2b(f"{seed}:{g}:{i}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 33

@@ -25,7 +25,7 @@ from discover.environment import Environment, Parent, load_environment
 from discover.model_store import check_model
 from discover.policy import Policy, Sample
 from discover.puct import Puct
-from discover.scoring import ScorerPool, start_ray
+from discover.scoring import GroupScorer, ScorerPool, start_ray
 
 SCHEMA_VERSION = 1
 
@@ -155,7 +155,8 @@ def make_policy(cfg: Config) -> Policy:
         return NullPolicy()
     from discover.policy_hf import HFPolicy
 
-    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size)
+    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size,
+                    shared_prefill=p.shared_prefill, onednn=p.onednn)
 
 
 def make_learner(cfg: Config, policy: Policy):
@@ -167,14 +168,14 @@ def make_learner(cfg: Config, policy: Policy):
     learner_cfg = LearnerConfig(
         method=lc.method, beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
         lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
-        micro_batch=lc.micro_batch, temperature=cfg.policy.temperature)
+        micro_batch=lc.micro_batch, batched=lc.batched, temperature=cfg.policy.temperature)
     if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
         from discover.learner_trl import RemoteLearner
         from discover.model_store import resolve_model
 
         return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), learner_cfg,
                              temperature=cfg.policy.temperature, seed=cfg.run.seed, gpus=lc.gpus)
-    return Learner(policy, learner_cfg)
+    return Learner(policy, learner_cfg, seed=cfg.run.seed)
 
 
 def parent_view(archive: Archive, cand_id: int) -> Parent:
@@ -231,28 +232,7 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
 def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
                  samples: list[list[Sample]], seed: int, edit: str) -> list[list[Candidate]]:
     """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
-    codes = [[prompt.program(env, parent, s.response, edit) for s in group]
-             for parent, group in zip(parents, samples, strict=True)]
-    jobs, where = [], []
-    for g, group in enumerate(codes):
-        for i, code in enumerate(group):
-            if code is not None:
-                jobs.append((code, parents[g].artifact, seed * 1000 + len(jobs)))
-                where.append((g, i))
-    results = dict(zip(where, pool.evaluate(jobs), strict=True))
-    groups = []
-    for g, group in enumerate(samples):
-        children = []
-        for i, s in enumerate(group):
-            ev, secs = results.get((g, i), (env.failed("no_code", "no code block found"), 0.0))
-            children.append(Candidate(
-                id=None, step=-1, parent_id=None, code=codes[g][i], artifact=ev.artifact,
-                score=ev.score, reward=ev.reward, ok=ev.ok, failure=ev.failure, log=ev.log,
-                stdout=ev.log if ev.ok else "", completion=s.response, group_idx=g,
-                policy_version=s.version, eval_s=secs, metrics=ev.metrics,
-                key=dedup_key(ev.artifact, codes[g][i]) if ev.ok else ""))
-        groups.append(children)
-    return groups
+    return GroupScorer(env, pool, parents, seed, edit).children(samples)
 
 
 def run(cfg: Config, resume: bool = False,
@@ -375,11 +355,13 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     edit = cfg.run.edit
     prompts = [prompt.render(env, p, edit) for p in parents]  # 2. one prompt per parent
     prefill = [prompt.prefill(env, p, edit) if cfg.policy.prefill else "" for p in parents]
+    scoring = GroupScorer(env, pool, parents, seed, edit)  # 4. each program goes to the
     samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
                             max_new_tokens=cfg.policy.max_new_tokens,
-                            temperature=cfg.policy.temperature, seed=seed, prefill=prefill)
+                            temperature=cfg.policy.temperature, seed=seed, prefill=prefill,
+                            on_sample=scoring.send if cfg.run.stream_scoring else None)
     t1 = time.monotonic()
-    groups = score_groups(env, pool, parents, samples, seed, edit)  # 4. score in the sandbox
+    groups = scoring.children(samples)  # 4. ... sandbox as soon as it is sampled; the rest here
     t2 = time.monotonic()
     learn: dict = {}
     adapter = None
@@ -431,6 +413,7 @@ def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sa
         "best_step_reward": max((c.reward for c in valid), default=None),
         "tokens": sum(len(s.completion_ids) for g in samples for s in g),
         "failures": failures, "seconds": seconds,
+        "samples_per_hour": 3600 * len(children) / max(1e-9, sum(seconds.values())),
         "learner": {k: v for k, v in learn.items() if isinstance(v, (int, float, bool))},
         "time": time.time(),
     }

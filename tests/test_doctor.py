@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,3 +75,23 @@ def test_the_sandbox_limits_apply():
     assert checks["sandbox memory limit"].ok, checks["sandbox memory limit"].detail
     assert checks["sandbox time limit"].ok, checks["sandbox time limit"].detail
     assert checks["sandbox isolation"].detail.startswith("mode ")
+
+
+def test_machine_names_the_cpu_and_sees_a_busy_process():
+    import torch
+
+    [machine, _] = doctor.check_machine(probe=False)
+    assert doctor.cpu_model() in machine.detail
+    assert torch.backends.cpu.get_cpu_capability() in machine.detail
+    # A busy loop under a name of its own (prctl PR_SET_NAME), so it is told from other load.
+    code = ("import ctypes\nctypes.CDLL(None).prctl(15, b'discoverbusy', 0, 0, 0)\n"
+            "while True:\n    pass\n")
+    busy = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.5)
+        others, top = doctor.other_cpu_use(seconds=1.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    mine = dict(top).get("discoverbusy", 0.0)
+    assert mine >= 0.1 and others >= mine, (others, top)  # (a share of a core, even when busy)

@@ -190,12 +190,14 @@ def test_compare_side_by_side(tmp_path, capsys):
     rc, out, _ = run_main(capsys, "compare", tmp_path / "a", tmp_path / "b")
     assert rc == 0
     head, row_a, row_b = out.splitlines()[:3]
-    assert "samples to best" in head and "valid" in head
+    assert "samples to best" in head and "valid" in head and "samples/h" in head
     cells = row_a.split()
     samples = sum(len(g) for step in PLAN for g in step)
-    assert cells[2:5] == [str(len(PLAN)), str(samples), f"{100 * a_facts['valid_rate']:.1f}%"]
-    assert float(cells[5]) == a_facts["best_score"] and int(cells[6]) == a_facts["best_id"]
-    assert int(cells[8]) == a_facts["best_id"] - 1  # generated ids up to the best (1: initial)
+    per_hour = f"{3600 * samples / (len(PLAN) * 1.7):.0f}"  # each step's seconds sum to 1.7
+    assert cells[2:6] == [str(len(PLAN)), str(samples), per_hour,
+                          f"{100 * a_facts['valid_rate']:.1f}%"]
+    assert float(cells[6]) == a_facts["best_score"] and int(cells[7]) == a_facts["best_id"]
+    assert int(cells[9]) == a_facts["best_id"] - 1  # generated ids up to the best (1: initial)
     assert row_b.split()[2:] == cells[2:-1] + [row_b.split()[-1]]
 
 
@@ -250,8 +252,8 @@ def test_progress_line_shows_every_figure():
         step=0, steps=4, best_score=27.0, valid=3, total=4, tokens=500,
         seconds={"generate": 10.0, "score": 2.0, "learn": 5.0}, learner={"loss": 0.5}))
     line = buf.getvalue()
-    for part in ("step 1/4", "best 27", "valid 3/4", "75%", "50 tok/s", "2.0 eval/s",
-                 "gen 10s", "score 2s", "learn 5s"):
+    for part in ("step 1/4", "best 27", "847 samples/h", "valid 3/4", "75%", "50 tok/s",
+                 "2.0 eval/s", "gen 10s", "score 2s", "learn 5s"):
         assert part in line, part
 
 

@@ -94,6 +94,34 @@ def test_same_seed_same_completions_whatever_the_batch(hf, groups):
 
 
 @pytest.mark.slow
+def test_shared_prefill_samples_what_per_row_prefill_samples(hf, groups):
+    """Each prompt prefilled once for its rows gives the completions and log-probs of a prefill
+    per row (the earlier sampler: left-padded batches, one cache row per completion), for the
+    same seeds; also when a prompt's rows span batches, and streamed to on_sample as they end."""
+    assert hf.shared_prefill  # the default: the fixture's groups came from the shared path
+    streamed = []
+    hf.shared_prefill, hf.batch_size = False, 4
+    try:
+        per_row = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=7)
+        hf.shared_prefill = True  # batches of 4 rows: the first prompt's 3 and 1 of the second
+        split = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=7,
+                          on_sample=lambda i, k, s: streamed.append((i, k, s)))
+    finally:
+        hf.shared_prefill, hf.batch_size = True, 8
+    lengths = [len(s.completion_ids) for g in groups for s in g]
+    assert min(lengths) < NEW == max(lengths)  # rows that stopped early were dropped mid-batch
+    for shared in (groups, split):
+        for g1, g2 in zip(shared, per_row, strict=True):
+            for a, b in zip(g1, g2, strict=True):
+                assert a.completion_ids == b.completion_ids and a.text == b.text
+                assert a.prompt_ids == b.prompt_ids
+                torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs),
+                                           rtol=0, atol=1e-4)
+    assert sorted((i, k) for i, k, _ in streamed) == [(i, k) for i in range(2) for k in range(N)]
+    assert all(s is split[i][k] for i, k, s in streamed)
+
+
+@pytest.mark.slow
 def test_different_seeds_differ(hf, groups):
     other = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=8)
     assert texts(other) != texts(groups)

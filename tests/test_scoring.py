@@ -61,3 +61,22 @@ def test_results_keep_job_order(pool):
              f"    return np.r_[np.full({n}, 0.5)]\n" for n in (4, 10, 30, 6)]
     res = pool.evaluate([(c, None, 0) for c in codes])
     assert [ev.metrics.get("n") for ev, _ in res] == [4, 10, 30, 6]
+
+
+def test_a_stream_starts_jobs_as_they_are_added(pool):
+    """Jobs run while the caller does something else (the sampler, in a step): each has
+    finished before `results` is asked; results come back by key, whatever the order."""
+    stream = pool.stream()
+    codes = {f"n{n}": f"import numpy as np\ndef solve(parent, budget_s, seed):\n"
+                      f"    return np.full({n}, 0.5)\n" for n in (3, 7, 5)}
+    for key, code in codes.items():
+        stream.add(key, (code, None, 0))
+    assert len(stream.running) == 2 and len(stream.queue) == 1  # two scorers, both busy
+    ready, _ = ray.wait(list(stream.running), num_returns=2, timeout=120)
+    assert len(ready) == 2  # the first two ran without `results` being called
+    stream.add("bad", ("def solve(:", None, 0))  # takes the finished ones in, starts the next
+    assert set(stream.done) == {"n3", "n7"} and "n5" in {k for k, _ in stream.running.values()}
+    res = stream.results()
+    assert {k: ev.metrics.get("n") for k, (ev, _) in res.items() if ev.ok} == {
+        "n3": 3, "n7": 7, "n5": 5}
+    assert not res["bad"][0].ok

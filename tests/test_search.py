@@ -1,6 +1,8 @@
 """End to end: the real model, real sandbox, real SQLite, real local Ray, at small size."""
 
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -130,3 +132,49 @@ def test_verify_refuses_bad_files(tmp_path):
     bad.write_text("[0.2, 1.7, 0.1]")
     r = run_cli("verify", "erdos", str(bad))
     assert r.returncode == 1 and "[0, 1]" in r.stderr
+
+
+def stored(rd) -> dict:
+    """Everything a run stored, less what measures time (it differs between any two runs)."""
+    con = sqlite3.connect(f"file:{rd / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        cols = [r[1] for r in con.execute("PRAGMA table_info(candidates)")
+                if r[1] not in ("gen_s", "eval_s", "created_at")]
+        rows = con.execute(f"SELECT {', '.join(cols)} FROM candidates ORDER BY id").fetchall()
+        # (a sandbox's temporary folder, named at random, shows in the logs of crashes)
+        out = {"candidates": [tuple(re.sub(r"discover-sandbox-\w+", "SANDBOX", v)
+                                    if isinstance(v, str) else v for v in row) for row in rows],
+               "puct": con.execute("SELECT * FROM puct_nodes ORDER BY id").fetchall(),
+               "adapters": con.execute("SELECT version, step, path FROM adapters").fetchall()}
+        steps = []
+        for (m,) in con.execute("SELECT metrics FROM steps ORDER BY step"):
+            m = json.loads(m)
+            for k in ("seconds", "time", "samples_per_hour"):
+                m.pop(k)
+            m["learner"].pop("seconds", None)
+            steps.append(m)
+        out["steps"] = steps
+        return out
+    finally:
+        con.close()
+
+
+def test_a_streamed_step_stores_what_a_serial_step_stores(tmp_path):
+    """Programs scored while the rest are still sampled (the default) against all scored after
+    sampling: the same children, scores, logs, PUCT statistics, learner steps and adapters."""
+    runs = {}
+    for streamed in (True, False):
+        rd = tmp_path / f"streamed-{streamed}"
+        r = run_cli("run", "toy", "--steps", "2", "--run-dir", str(rd), "--learner", "entropic",
+                    "--set", "learner.lr=1e-2", "--set", f"run.stream_scoring={streamed}",
+                    *SMALL)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[streamed] = stored(rd)
+    a, b = runs[True], runs[False]
+    assert len(a["candidates"]) == 1 + 2 * 2 * 2 and a["steps"][0]["total"] == 4
+    for part in ("candidates", "puct", "adapters", "steps"):
+        assert a[part] == b[part], part
+    for _, _, path in a["adapters"]:  # the same weights, byte for byte
+        one, two = (tmp_path / w / path / "adapter_model.safetensors"
+                    for w in ("streamed-True", "streamed-False"))
+        assert one.read_bytes() == two.read_bytes()

@@ -1,0 +1,181 @@
+"""Samples per hour of a whole step, learning on: the default step against today's step shape.
+
+One step here is what `discover.search.run_step` does for steps 3-6, with the same parts: the
+embedded SmolLM2 samples G completions of each of B Erdős prompts (the environment's initial
+states with the starter program, answered in its editable block with the prefill), every
+program goes through the real sandbox on a local Ray scorer pool (`GroupScorer`, as the search
+uses it), and the LoRA learner takes one step on the result.
+Rewards are the environment's plus a tie-break of 1e-3 x the sample's index, so that every group
+has unequal rewards and every completion carries a gradient (the most work a step can do; with
+the small model most Erdős programs fail, all rewards of a group would be equal and the learner
+would skip). PUCT selection and the SQLite commit (milliseconds) are left out.
+
+Arms, each with its own model copy, at the same max_new_tokens and seeds:
+
+  today    2 x 4 rows, batch 8, a prefill per row (left-padded batch, growing cache), MKL
+           linears, one learner forward per completion (micro-batches of 4), scoring after
+           sampling: the step as it was before issue 15 (flags: policy.shared_prefill = false,
+           policy.onednn = false, policy.batch_size = 8, learner.batched = false,
+           learner.micro_batch = 4, run.stream_scoring = false);
+  BxG      the default code at B groups x G completions (config defaults unless --shapes):
+           one batch of all rows, a prefill per prompt, oneDNN linears, the batched learner,
+           streamed scoring.
+
+Rounds alternate the arms (A B C A B C ...; the order is rotated each round) so that load from
+other processes hits all alike; figures are medians over rounds. The headline is samples per
+hour = completions / step seconds x 3600. Target: the default shape at least 3x today's.
+
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench_step.py --rounds 3 --max-new-tokens 128
+    python scripts/bench_step.py --shapes 2x4 4x8 8x8   # step times per shape, for settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from discover import prompt
+from discover.config import Config
+from discover.doctor import cpu_model
+from discover.environment import Parent, load_environment
+from discover.learner import Learner, LearnerConfig
+from discover.policy_hf import HFPolicy
+from discover.scoring import GroupScorer, ScorerPool, start_ray
+
+TARGET = 3.0
+
+
+class Arm:
+    def __init__(self, name: str, groups: int, group_size: int, batch_size: int, new: bool,
+                 cfg: Config) -> None:
+        self.name, self.groups, self.group_size, self.new = name, groups, group_size, new
+        self.policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
+                               batch_size=batch_size, shared_prefill=new, onednn=new)
+        lc = cfg.learner
+        self.learner = Learner(self.policy, LearnerConfig(
+            method="entropic", lr=lc.lr, lora_rank=lc.lora_rank, lora_alpha=lc.lora_alpha,
+            micro_batch=lc.micro_batch if new else 4, batched=new,
+            temperature=cfg.policy.temperature), seed=0)
+        self.rows: list[dict] = []
+
+    def describe(self) -> str:
+        p, lr = self.policy, self.learner
+        return (f"{self.name}: {self.groups} x {self.group_size} rows, batch {p.batch_size}, "
+                f"{'shared' if p.shared_prefill else 'per-row'} prefill, "
+                f"{'batched' if lr.batched else 'per-completion'} learner (micro-batch "
+                f"{lr.cfg.micro_batch}), {'streamed' if self.new else 'serial'} scoring")
+
+
+def step(arm: Arm, env, pool: ScorerPool, parents: list[Parent], prompts: list[str],
+         max_new: int, seed: int, temperature: float) -> dict:
+    t0 = time.monotonic()
+    scorer = GroupScorer(env, pool, parents[:arm.groups], seed, "block")
+    fills = [prompt.prefill(env, x, "block") for x in parents[:arm.groups]]
+    samples = arm.policy.sample(prompts[:arm.groups], arm.group_size, max_new_tokens=max_new,
+                                temperature=temperature, seed=seed, prefill=fills,
+                                on_sample=scorer.send if arm.new else None)
+    t1 = time.monotonic()
+    groups = scorer.children(samples)
+    t2 = time.monotonic()
+    rewards = [[c.reward + 1e-3 * i for i, c in enumerate(g)] for g in groups]
+    learn = arm.learner.step(samples, rewards)
+    t3 = time.monotonic()
+    n = sum(len(g) for g in samples)
+    return {"samples": n, "seconds": t3 - t0, "generate": t1 - t0, "score": t2 - t1,
+            "learn": t3 - t2, "per_hour": 3600 * n / (t3 - t0),
+            "valid": sum(c.ok for g in groups for c in g), "skipped": learn["skipped"],
+            "tokens": sum(len(s.completion_ids) for g in samples for s in g)}
+
+
+def shape(text: str) -> tuple[int, int, int]:
+    parts = [int(x) for x in text.lower().split("x")]
+    if len(parts) not in (2, 3) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is BxG or BxGxBATCH, got {text!r}")
+    b, g = parts[:2]
+    return b, g, parts[2] if len(parts) == 3 else 0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--shapes", type=shape, nargs="+", default=None,
+                   help="BxG[xBATCH] shapes of the default code (default: run.groups x "
+                        "run.group_size, batch policy.batch_size)")
+    p.add_argument("--no-today", action="store_true", help="leave out today's step")
+    p.add_argument("--budget", type=float, default=1.0,
+                   help="env.time_budget_s of every program, equal in all arms (default 1 s, as "
+                        "in the demo; Erdos's own default of 10 s makes scoring, not the model, "
+                        "the bound on 2 cores)")
+    args = p.parse_args()
+    cfg = Config()
+    shapes = args.shapes or [(cfg.run.groups, cfg.run.group_size, cfg.policy.batch_size)]
+    torch.manual_seed(0)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
+    env = load_environment("erdos", time_budget_s=args.budget)
+    most = max([b for b, _, _ in shapes] + [2])
+    parents = []  # initial states as a search shows them: the starter program on a construction
+    for art in env.initial_artifacts(most, 0):
+        ev = env.verify(art)
+        parents.append(Parent(code=env.starter_program(), artifact=ev.artifact, score=ev.score,
+                              parent_score=None))
+    prompts = [prompt.render(env, x, "block") for x in parents]
+    start_ray(num_cpus=os.cpu_count())
+    pool = ScorerPool("erdos", {"time_budget_s": args.budget}, cfg.ray.scorer_slots)
+    arms = [] if args.no_today else [Arm("today", 2, 4, 8, False, cfg)]
+    for b, g, batch in shapes:
+        arms.append(Arm(f"{b}x{g}", b, g, batch or cfg.policy.batch_size, True, cfg))
+    for arm in arms:
+        print("  " + arm.describe())
+    print(f"Erdos prompts of {len(arms[0].policy.encode(prompts[0]))} tokens, max_new_tokens "
+          f"{args.max_new_tokens}, temperature {cfg.policy.temperature}, {args.rounds} rounds; "
+          f"scorer pool of {pool.size}, program budget {args.budget:g} s", flush=True)
+    for arm in arms:  # warm-up: first calls allocate and load
+        arm.policy.sample(prompts[:1], 2, max_new_tokens=4, temperature=1.0, seed=0)
+    for r in range(args.rounds):
+        order = arms[r % len(arms):] + arms[:r % len(arms)]
+        for arm in order:
+            row = step(arm, env, pool, parents, prompts, args.max_new_tokens, 1000 + r,
+                       cfg.policy.temperature)
+            arm.rows.append(row)
+            print(f"  round {r} {arm.name:>6}: {row['seconds']:6.1f} s (generate "
+                  f"{row['generate']:5.1f}, score {row['score']:4.1f}, learn {row['learn']:5.1f}"
+                  f"{', SKIPPED' if row['skipped'] else ''}) {row['samples']:3d} samples "
+                  f"{row['tokens']:5d} tokens {row['valid']:2d} valid -> "
+                  f"{row['per_hour']:6.0f} samples/h  (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
+    pool.shutdown()
+    print(f"\nmedians over {args.rounds} rounds, max_new_tokens {args.max_new_tokens}:")
+    med = {}
+    for arm in arms:
+        m = {k: statistics.median(x[k] for x in arm.rows)
+             for k in ("seconds", "generate", "score", "learn", "per_hour")}
+        med[arm.name] = m
+        print(f"  {arm.name:>6}: step {m['seconds']:6.1f} s (generate {m['generate']:5.1f}, "
+              f"score {m['score']:4.1f}, learn {m['learn']:5.1f}) "
+              f"{m['per_hour']:6.0f} samples/h")
+    if "today" in med:
+        base = med["today"]["per_hour"]
+        ratios = {arm.name: [x["per_hour"] / y["per_hour"] for x, y in
+                             zip(arm.rows, arms[0].rows, strict=True)] for arm in arms[1:]}
+        for name, rs in ratios.items():
+            print(f"  {name} / today: {med[name]['per_hour'] / base:.2f}x samples per hour "
+                  f"(per round {', '.join(f'{x:.2f}' for x in rs)})")
+        default = f"{cfg.run.groups}x{cfg.run.group_size}"
+        if default in med:
+            ratio = med[default]["per_hour"] / base
+            print(f"  target: the default step ({default}) >= {TARGET:g}x today's samples per "
+                  f"hour: {ratio:.2f}x, {'met' if ratio >= TARGET else 'MISSED'}")
+    print(f"CPU: {cpu_model()}; load average after: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
