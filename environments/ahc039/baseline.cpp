@@ -4,7 +4,7 @@
 #include <bits/stdc++.h>
 using namespace std;
 // EVOLVE-BLOCK-START
-const int S = 500;  // grid cell size: the net's corners lie on multiples of S
+constexpr int S = 500;  // grid cell size: the net's corners lie on multiples of S
 // EVOLVE-BLOCK-END
 
 int main() {
