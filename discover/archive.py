@@ -422,9 +422,10 @@ class Archive:
         """One light row per candidate, in id order (no code, artefact or logs): what plots and
         comparisons need, cheap to read even for a large run."""
         rows = self.db.execute("SELECT id, step, parent_id, score, reward, ok, failure, initial, "
-                               "created_at FROM candidates ORDER BY id")
+                               "created_at, policy_version FROM candidates ORDER BY id")
         return [dict(id=i, step=s, parent_id=p, score=sc, reward=r, ok=bool(ok), failure=f,
-                     initial=bool(ini), created_at=t) for i, s, p, sc, r, ok, f, ini, t in rows]
+                     initial=bool(ini), created_at=t, policy_version=v)
+                for i, s, p, sc, r, ok, f, ini, t, v in rows]
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

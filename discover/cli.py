@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from discover.environment import (
     load_environment,
     registered,
 )
+from discover.policy import BackendError
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
 RUN_FLAGS = {
@@ -40,8 +43,10 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"cannot resume: {saved} not found")
         values = config_mod.load_toml(saved)
     cfg = config_mod.apply(Config(), values)
+    layers = [values]
     if args.config:
-        config_mod.apply(cfg, config_mod.load_toml(args.config))
+        layers.append(config_mod.load_toml(args.config))
+        config_mod.apply(cfg, layers[-1])
     flags: dict = {"run": {"env": args.env}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
@@ -50,7 +55,11 @@ def build_config(args: argparse.Namespace) -> Config:
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config_mod.apply(cfg, flags)
-    config_mod.apply(cfg, config_mod.parse_set(args.set or []))
+    layers += [flags, config_mod.parse_set(args.set or [])]
+    config_mod.apply(cfg, layers[-1])
+    if cfg.policy.backend in ("openai", "null") and not any(
+            "method" in layer.get("learner", {}) for layer in layers):
+        cfg.learner.method = "none"  # learning is the default where there are weights to train
     cfg.validate()
     return cfg
 
@@ -157,6 +166,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from discover.ui import serve
+
+    try:
+        serve(args.runs, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        print("\ndiscover ui: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  resources")
     for name, ep in sorted(registered().items()):
@@ -221,10 +240,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--init", help="JSON file with a known construction to start from")
     r.add_argument("--selection", choices=["puct", "greedy", "fixed"])
     r.add_argument("--model", help="'smollm2' (embedded) or a model folder / name")
-    r.add_argument("--backend", choices=["hf", "openai", "vllm"])
+    r.add_argument("--backend", choices=["hf", "openai", "vllm", "null"],
+                   help="null: no model, children re-run their parent's program (a baseline)")
     r.add_argument("--base-url", help="OpenAI-compatible endpoint for --backend openai")
     r.add_argument("--max-new-tokens", type=int)
-    r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"])
+    r.add_argument("--learner", choices=["none", "entropic", "entropic-fixed", "mean"],
+                   help="entropic by default (test-time RL); none: search without learning")
     r.add_argument("--ray-address", help="join an existing Ray cluster")
     r.add_argument("--log", action="append", choices=["tensorboard", "wandb"],
                    help="also log per-step metrics to TensorBoard or W&B (optional extras)")
@@ -273,6 +294,14 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="folder for report.html and the PNGs (default RUN/report)")
     rp.set_defaults(func=cmd_report)
 
+    u = sub.add_parser("ui", help="a live, read-only page of runs in the browser (and a JSON "
+                                  "API)")
+    u.add_argument("runs", nargs="+", metavar="RUN")
+    u.add_argument("--port", type=int, default=8765, help="default 8765; 0: any free port")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1, this machine only)")
+    u.set_defaults(func=cmd_ui)
+
     e = sub.add_parser("envs", help="list installed environments")
     e.set_defaults(func=cmd_envs)
 
@@ -298,9 +327,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return rc
+    except BrokenPipeError:
+        # The reader went away (`discover best RUN | head -3`): stop quietly, as `cat` does, with
+        # the status of a process ended by SIGPIPE. Python flushes stdout once more at exit:
+        # point it at /dev/null so that flush is silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ConfigError, UnknownEnvironment, InvalidArtifact, InvalidOptions, ArchiveError,
-            CandidateNotFound, MissingModel, FileNotFoundError, FileExistsError) as e:
+            CandidateNotFound, MissingModel, BackendError, FileNotFoundError,
+            FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as e:  # the machine's side: disk full, permissions, ...

@@ -41,12 +41,13 @@ class RunSection:
 
 @dataclass
 class PolicySection:
-    backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU)
+    backend: str = "hf"  # hf (transformers) | openai (HTTP, sampling only) | vllm (GPU) |
+    # null (no model: every child re-runs its parent's program; the ablation's floor)
     model: str = "smollm2"  # the embedded SmolLM2-135M-Instruct
     base_url: str = ""
     prefill: bool = True  # open the assistant's turn with the code block (prompt tokens)
     max_new_tokens: int = 384
-    temperature: float = 1.0
+    temperature: float = 0.4  # measured: the embedded model copies and edits best at 0.3-0.5
     batch_size: int = 8
     threads: int = 0  # torch threads; 0 means all cores
     # vllm backend (docs/gpu.md): generator actors on Ray, each placed on generator_gpus GPUs.
@@ -54,11 +55,15 @@ class PolicySection:
     generator_gpus: float = 1.0  # 0.5 shares one GPU with a learner on learner.gpus = 0.5
     gpu_memory_utilization: float = 0.85  # of a whole GPU, per generator
     max_model_len: int = 0  # 0: the model's own
+    # openai backend: the NAME of the environment variable holding the API key (the key itself
+    # is never in the config); a hard limit on each request.
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = 300.0
 
 
 @dataclass
 class LearnerSection:
-    method: str = "none"  # none | entropic | entropic-fixed | mean
+    method: str = "entropic"  # entropic | entropic-fixed | mean | none (no learning)
     beta: float = 2.0  # for entropic-fixed
     lr: float = 4e-5
     lora_rank: int = 16
@@ -97,7 +102,8 @@ class Config:
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)
                 raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
-        for section, name in (("policy", "temperature"), ("learner", "lr")):
+        for section, name in (("policy", "temperature"), ("learner", "lr"),
+                              ("policy", "request_timeout_s")):
             value = getattr(getattr(self, section), name)
             if not value > 0:
                 raise ConfigError(f"{section}.{name} must be positive, got {value}")
@@ -109,9 +115,9 @@ class Config:
         if any(x not in LOG_SINKS for x in sinks):
             raise ConfigError(f"run.log must name sinks among {', '.join(LOG_SINKS)} "
                               f"(comma-separated), got {r.log!r}")
-        if self.policy.backend not in ("hf", "openai", "vllm"):
+        if self.policy.backend not in ("hf", "openai", "vllm", "null"):
             raise ConfigError(
-                f"policy.backend must be hf, openai or vllm, got {self.policy.backend!r}")
+                f"policy.backend must be hf, openai, vllm or null, got {self.policy.backend!r}")
         if self.policy.backend == "openai" and not self.policy.base_url:
             raise ConfigError(
                 "policy.backend = 'openai' needs policy.base_url (e.g. http://host:8000/v1)")
@@ -119,8 +125,9 @@ class Config:
         if self.learner.method not in methods:
             raise ConfigError(
                 f"learner.method must be one of {methods}, got {self.learner.method!r}")
-        if self.learner.method != "none" and self.policy.backend == "openai":
-            raise ConfigError("the openai backend samples only; use --learner none with it")
+        if self.learner.method != "none" and self.policy.backend in ("openai", "null"):
+            raise ConfigError(f"the {self.policy.backend} backend has no weights to train; use "
+                              "--learner none with it")
         p, lc = self.policy, self.learner
         if lc.backend not in ("auto", "peft", "trl"):
             raise ConfigError(f"learner.backend must be auto, peft or trl, got {lc.backend!r}")

@@ -109,12 +109,15 @@ def check_sandbox() -> list[Check]:
     except RuntimeError as e:
         return [Check("sandbox", False, str(e), "the sandbox must be able to run this Python")]
     notes = f"; {'; '.join(iso['notes'])}" if iso.get("notes") else ""
-    checks = [Check("sandbox isolation", iso["netns"] and iso["pidns"],
-                    f"mode {iso['mode']}{notes}",
-                    "run as root, or allow unprivileged user namespaces "
-                    "(sysctl kernel.unprivileged_userns_clone=1, "
-                    "kernel.apparmor_restrict_unprivileged_userns=0), for no network and no "
-                    "leftover processes", required=False)]
+    seal = ("sealed filesystem: a candidate sees the OS, the interpreter and its environment's "
+            "declared packages only" if iso["sealed"] else "NOT sealed: a candidate can read "
+            "every host file its uid may (checkouts, run directories, home)")
+    checks = [Check("sandbox isolation", iso["sealed"] and iso["netns"] and iso["pidns"],
+                    f"mode {iso['mode']} ({seal}){notes}",
+                    "install bubblewrap (apt-get install bubblewrap; scripts/setup.sh does as "
+                    "root) and run as root or allow unprivileged user namespaces (sysctl "
+                    "kernel.unprivileged_userns_clone=1, "
+                    "kernel.apparmor_restrict_unprivileged_userns=0)", required=False)]
     t0 = time.monotonic()
     mem = run_function("def f():\n    return bytearray(64 * 2**30)\n", "f", {},
                        Limits(wall_s=30, memory_mb=256))

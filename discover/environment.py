@@ -71,6 +71,12 @@ class Environment:
     cpu_slots: ClassVar[int] = 1  # Ray CPUs one evaluation occupies
     gpus: ClassVar[float] = 0.0  # CUDA devices one evaluation needs
     target: ClassVar[float | None] = None  # the record to beat, shown in prompts
+    # What a candidate may read in the sealed sandbox besides the OS (/usr: programs, libraries,
+    # compilers and headers) and the interpreter: Python distributions (with what they require)
+    # and host paths or globs (those under /dev as devices). Pass both to run_function /
+    # run_program. Nothing else of the host is visible to it.
+    sandbox_packages: ClassVar[tuple[str, ...]] = ("numpy",)
+    sandbox_paths: ClassVar[tuple[str, ...]] = ()
     score_name: ClassVar[str] = "score"  # what the score is called in prompts, e.g. "C5"
     entry: ClassVar[str] = ""  # the function a program defines, e.g. "solve(parent, budget_s,
     # seed)"; "" when a program is a whole program (C++ reading stdin)
@@ -181,7 +187,8 @@ class Environment:
     def describe(cls) -> dict:
         return {"name": cls.name, "direction": cls.direction, "language": cls.language,
                 "time_budget_s": cls.time_budget_s, "cpu_slots": cls.cpu_slots,
-                "gpus": cls.gpus}
+                "gpus": cls.gpus, "sandbox_packages": list(cls.sandbox_packages),
+                "sandbox_paths": list(cls.sandbox_paths)}
 
 
 def is_finite_number(x: Any) -> bool:

@@ -2,8 +2,9 @@
 
 Each program defines `solve(*args, **kwargs)`, so it fits any Python environment that calls
 `solve` and accepts a list of numbers in [0, 1] (erdos, toy). Each attacks one thing: time,
-processes, memory, disk, output, files outside its directory, the parent's secrets, the
-network, its parent, its own exit, the result it returns, or what it leaves behind.
+processes, memory, disk, output, files outside its directory, host files it may not read,
+the parent's secrets, the network, its parent, its own exit, the result it returns, or what it
+leaves behind.
 
 `run_suite` scores them all in parallel through `ScorerPool` (on Ray), records them as one step
 of a real archive, then checks from outside, per program: the failure kind, the time it took,
@@ -59,6 +60,10 @@ def programs(marker: str, canary: Path, port: int) -> list[Hostile]:
         return head + "".join(f"    {line}\n" for line in body.strip("\n").splitlines())
 
     target = canary / "canary.txt"
+    # Readable by anyone on the host; a sealed sandbox shows none of them.
+    checkout = Path(__file__).resolve().parents[1]
+    host_files = [target, canary, canary.parent / "archive.sqlite", checkout,
+                  checkout / "discover" / "sandbox.py", Path.home(), Path.home() / ".cache"]
     return [
         Hostile("infinite_loop", prog("while True:\n    pass"), ("timeout",)),
         Hostile("ignores_sigterm", prog("""
@@ -124,6 +129,20 @@ for pid in ["self", "1", "0"] + os.listdir("/proc"):
 if found:
     raise SystemExit(f"BREACH: found the secret: {{found}}")
 return [0.5] * 20"""), (None,)),
+        Hostile("reads_host", prog(f"""
+seen = []
+for path in {[str(p) for p in host_files]!r}:
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            open(path, "rb").read(1)
+        seen.append(path)
+    except OSError:
+        pass
+if seen:
+    raise SystemExit(f"BREACH: read host files: {{seen}}")
+return [0.5] * 20"""), (None,)),
         Hostile("opens_network", prog(f"""
 import socket
 reached = 0
@@ -188,7 +207,7 @@ class Outcome:
 
 
 # Attacks that need a given containment to be stopped: left out in modes without it.
-NEEDS = {"opens_network": ("netns",), "writes_outside": ("uid_drop",),
+NEEDS = {"reads_host": ("sealed",), "opens_network": ("netns",), "writes_outside": ("uid_drop",),
          "kills_parent": ("uid_drop", "pidns"), "leaves_daemon": ("uid_drop", "pidns")}
 
 
@@ -275,7 +294,7 @@ def run_suite(env_name: str, env_options: dict, limit_s: float, slots: int = 2,
             t0 = time.monotonic()
             [children] = score_groups(env, pool, [parent],
                                       [[Sample(text=f"```python\n{h.code}```") for h in suite]],
-                                      seed=1)
+                                      seed=1, edit="whole")
             wall_s = time.monotonic() - t0
             archive.commit_step(0, [(init_id, children)], puct, {"total": len(children)})
             problems = archive.integrity_check()

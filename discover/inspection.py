@@ -131,18 +131,29 @@ def show_text(run: Run, cand_id: int, full: bool = False) -> str:
 
 # --- tree -------------------------------------------------------------------------------------
 
-def _siblings_note(a: Archive, c: Candidate) -> str:
+def _siblings(a: Archive, c: Candidate) -> tuple[list[Candidate], list[Candidate],
+                                                  Candidate | None]:
+    """The other children of c's parent: all, the valid ones, and the best of those."""
     if c.parent_id is None:
-        return ""
+        return [], [], None
     others = [x for x in a.children(c.parent_id) if x.id != c.id]
+    valid = [x for x in others if x.ok]
+    return others, valid, max(valid, key=lambda x: x.reward) if valid else None
+
+
+def _siblings_note(a: Archive, c: Candidate) -> str:
+    others, valid, best = _siblings(a, c)
     if not others:
         return ""
-    valid = [x for x in others if x.ok]
-    best = max(valid, key=lambda x: x.reward) if valid else None
     note = f"   [{len(others)} siblings: {len(valid)} valid"
     if best is not None:
         note += f", best #{best.id} score {fmt(best.score)}"
     return note + f", {len(others) - len(valid)} failed]"
+
+
+def _ranked_children(a: Archive, c: Candidate) -> list[Candidate]:
+    """Valid children first, best reward first."""
+    return sorted(a.children(c.id), key=lambda x: (not x.ok, -x.reward, x.id))
 
 
 def tree_text(run: Run, cand_id: int | None = None, depth: int = 1, width: int = 8) -> str:
@@ -168,7 +179,7 @@ def tree_text(run: Run, cand_id: int | None = None, depth: int = 1, width: int =
 def _subtree(a: Archive, c: Candidate, pad: str, depth: int, width: int, out: list[str]) -> None:
     if depth <= 0:
         return
-    kids = sorted(a.children(c.id), key=lambda x: (not x.ok, -x.reward, x.id))
+    kids = _ranked_children(a, c)
     shown = kids[:width]
     for i, k in enumerate(shown):
         last = i == len(shown) - 1 and len(kids) <= width
@@ -178,6 +189,39 @@ def _subtree(a: Archive, c: Candidate, pad: str, depth: int, width: int, out: li
         rest = kids[width:]
         out.append(pad + f"└── ... {len(rest)} more children "
                          f"({sum(x.ok for x in rest)} valid)")
+
+
+def brief(c: Candidate) -> dict:
+    """A candidate without its code, artefact and logs: what lists and trees show."""
+    return {"id": c.id, "step": c.step, "parent_id": c.parent_id, "score": c.score,
+            "reward": c.reward, "ok": c.ok, "failure": c.failure, "initial": c.initial,
+            "policy_version": c.policy_version}
+
+
+def tree_data(run: Run, cand_id: int | None = None, depth: int = 1, width: int = 8) -> dict:
+    """What tree_text shows, as data: the chain from the root to the candidate (the best by
+    default), each ancestor with its siblings counted, and its descendants to `depth`
+    generations (the `width` best children of each; `more` counts the rest)."""
+    a = run.archive
+    with a.snapshot():
+        target = best_or(run, cand_id)
+        best = a.best(1)
+        chain = []
+        for c in a.lineage(target.id):
+            others, valid, top = _siblings(a, c)
+            chain.append({**brief(c), "siblings": len(others), "siblings_valid": len(valid),
+                          "best_sibling": None if top is None else brief(top)})
+        return {"target": target.id, "best": best[0].id if best else None, "chain": chain,
+                "descendants": _subtree_data(a, target, depth, width)}
+
+
+def _subtree_data(a: Archive, c: Candidate, depth: int, width: int) -> dict:
+    kids = _ranked_children(a, c)
+    shown = kids[:width] if depth > 0 else []
+    rest = kids[len(shown):]
+    return {"children": [{**brief(k), "descendants": _subtree_data(a, k, depth - 1, width)}
+                         for k in shown],
+            "more": len(rest), "more_valid": sum(x.ok for x in rest)}
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class BackendError(RuntimeError):
+    """A sampling backend failed (an endpoint unreachable or refusing); the message says why."""
+
+
 @dataclass
 class Sample:
     """One completion of one prompt."""

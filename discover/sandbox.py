@@ -2,15 +2,33 @@
 
 Each run gets a fresh temporary directory, a minimal environment, resource limits, a wall-clock
 timeout that kills the whole process tree, and reports back through files of bounded size.
-Containment is the strongest this machine allows, probed once (`isolation()`):
+Containment is the strongest this machine allows, probed once (`isolation()`; every working
+level: `available_levels()`):
 
-  as root:     a new network namespace (no network), a new PID namespace whose processes all
-               die with its init (so daemons cannot outlive the run), a private /proc, and a
-               uid/gid of its own for every run, so that RLIMIT_NPROC applies, the program can
-               write nowhere but its directory (and world-writable dirs, swept afterwards), and
-               every leftover process can be found and killed by uid;
-  not root:    the same namespaces inside an unprivileged user namespace where the kernel allows;
+  bwrap (sealed): bubblewrap builds the program a filesystem of its own: read-only the OS's
+               programs and libraries (/usr and the loader's cache), the interpreter (its prefix
+               and, for a venv, pyvenv.cfg and the executable's symlinks) with its site
+               directories emptied, and the packages and paths its environment declares
+               (`Environment.sandbox_packages` / `sandbox_paths`, with their requirements); its
+               own writable directory (/sandbox), a private /tmp and /dev/shm, a private /proc
+               and a minimal /dev; nothing else of the host (no home directories, checkouts,
+               run directories, other runs, caches). Plus new network, PID, IPC and UTS
+               namespaces. As root, bwrap runs privileged and `setpriv` drops the program to a
+               uid/gid of its own for every run (RLIMIT_NPROC applies; leftovers are found and
+               killed by uid); not root, bwrap runs in an unprivileged user namespace.
+  unshare:     (bubblewrap missing or refused) a new network namespace, a PID namespace whose
+               processes all die with its init, a private /proc, and as root a dropped uid: the
+               program can write nowhere but its directory (and world-writable dirs, swept
+               afterwards), but it can READ whatever the host lets that uid read;
   otherwise:   a new session and process group, killed as a group.
+
+Why bubblewrap: it is the tool made for exactly this (Flatpak's sandbox, and several coding
+agents'), packaged by every distribution (`apt-get install bubblewrap`), a few tens of ms per
+start beyond the namespaces we made before (docs/benchmarks.md), and it composes the view from
+explicit binds on an empty tmpfs root, so what is not named is not there, including whatever
+the host gains later. The alternative, our own mount namespace with pivot_root, would
+re-implement the same steps (mount propagation, /proc, /dev, read-only remounts) in code of
+ours that nobody else reviews.
 
 `run_program` runs any command (e.g. a compiled C++ binary); `run_function` runs model-written
 Python through _harness.py and returns the function's value as a numeric ndarray.
@@ -39,6 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from discover import sealed
 
 TAIL_BYTES = 8192  # of stdout / stderr read back
 DISK_POLL_S = 0.25  # how often what a run wrote is measured
@@ -128,50 +148,90 @@ def _setpriv_has_pdeathsig() -> bool:  # util-linux >= 2.33
         return False
 
 
+def _levels() -> list[dict]:
+    """The set-ups this machine might offer, strongest first."""
+    as_root = os.geteuid() == 0
+    have = {tool: shutil.which(tool) is not None for tool in ("bwrap", "unshare", "setpriv")}
+    drop = as_root and have["setpriv"]
+    levels = []  # (tool, drop_uid)
+    if have["bwrap"]:
+        levels.append(("bwrap", drop))
+    if have["unshare"]:
+        levels.append(("unshare", drop))
+    if drop:
+        levels.append(("", True))
+    levels.append(("", False))
+    out = []
+    for tool, uid_drop in levels:
+        iso = {"tool": tool or "none", "sealed": tool == "bwrap", "netns": bool(tool),
+               "pidns": bool(tool), "user_ns": bool(tool) and not as_root, "uid_drop": uid_drop}
+        flags = "+".join(k for k in ("netns", "pidns", "user_ns", "uid_drop") if iso[k])
+        iso["mode"] = ("bwrap+" + flags) if iso["sealed"] else flags or "process_group"
+        out.append(iso)
+    return out
+
+
+@functools.cache
+def _probe(level: tuple) -> tuple[dict | None, str]:
+    """The level (with the sandboxed python's version and notes) if it runs numpy as it claims:
+    PID 1 or 2 in a PID namespace, a dropped uid, no sight of a host file when sealed."""
+    iso = dict(level)
+    with tempfile.NamedTemporaryFile(prefix="discover-probe-") as marker:
+        os.chmod(marker.name, 0o644)  # readable by anyone: only a sealed view hides it
+        probe = ("import os, sys, numpy; print(os.getpid(), os.getuid(), sys.version.split()[0],"
+                 " int(os.path.exists(sys.argv[1])))")
+        res = _run(iso, [sys.executable, "-c", probe, marker.name], {}, Limits(wall_s=60), (),
+                   None, ("numpy",), ())
+    fields = res.stdout.split()
+    if (res.status == "ok" and len(fields) == 4 and (fields[0] in ("1", "2") or not iso["pidns"])
+            and (not iso["uid_drop"] or fields[1].isdigit() and int(fields[1]) >= _UID_BASE)
+            and (fields[3] == "0" or not iso["sealed"])):
+        ours = sys.version.split()[0]
+        notes = [] if fields[2] == ours else [  # e.g. its libpython unreadable to the uid
+            f"sandboxed python is {fields[2]}, the driver's {ours}"]
+        return {**iso, "python": fields[2], "notes": notes}, ""
+    why = res.stderr.strip()[-300:] or res.stdout.strip()[-300:] or res.status
+    return None, f"{iso['mode']} refused: {why}"
+
+
 @functools.cache
 def isolation() -> dict:
-    """What containment is in effect: the first of the candidate set-ups that runs numpy."""
-    as_root = os.geteuid() == 0
-    have = {tool: shutil.which(tool) is not None for tool in ("unshare", "setpriv")}
-    candidates = []  # (namespaces, drop_uid)
-    if have["unshare"]:
-        candidates.append((True, as_root and have["setpriv"]))
-    if as_root and have["setpriv"]:
-        candidates.append((False, True))
-    candidates.append((False, False))
-    notes = []
-    for namespaces, drop in candidates:
-        iso = {"netns": namespaces, "pidns": namespaces, "uid_drop": drop, "user_ns":
-               namespaces and not as_root}
-        probe = "import os, sys, numpy; print(os.getpid(), os.getuid(), sys.version.split()[0])"
-        res = _run(iso, [sys.executable, "-c", probe], {}, Limits(wall_s=60), (), None)
-        fields = res.stdout.split()
-        if (res.status == "ok" and len(fields) == 3 and (fields[0] == "1" or not namespaces)
-                and (not drop or fields[1].isdigit() and int(fields[1]) >= _UID_BASE)):
-            mode = "+".join(k for k in ("netns", "pidns", "user_ns", "uid_drop") if iso[k])
-            ours = sys.version.split()[0]
-            if fields[2] != ours:  # e.g. the interpreter's own libpython unreadable to the uid
-                notes.append(f"sandboxed python is {fields[2]}, the driver's {ours}")
-            return {**iso, "mode": mode or "process_group", "python": fields[2], "notes": notes}
-        notes.append(f"{'namespaces' if namespaces else 'plain'}"
-                     f"{'+uid_drop' if drop else ''} refused: {res.stderr.strip()[-300:]}")
-    raise RuntimeError(f"the sandbox cannot run {sys.executable} at all: {notes}")
+    """What containment is in effect: the strongest level that runs numpy as it claims."""
+    refused = []
+    for level in _levels():
+        iso, why = _probe(tuple(level.items()))
+        if iso is not None:
+            return {**iso, "notes": refused + iso["notes"]}
+        refused.append(why)
+    raise RuntimeError(f"the sandbox cannot run {sys.executable} at all: {refused}")
+
+
+def available_levels() -> list[dict]:
+    """Every level that works on this machine, strongest first (for tests and `doctor`)."""
+    return [iso for level in _levels() if (iso := _probe(tuple(level.items()))[0]) is not None]
 
 
 # --- one run ------------------------------------------------------------------------------------
 
 def run_program(argv: list[str], files: dict[str, bytes], limits: Limits,
-                outputs: list[str] = (), stdin: bytes | None = None) -> RunResult:
+                outputs: list[str] = (), stdin: bytes | None = None,
+                packages: tuple[str, ...] = (), paths: tuple[str, ...] = (),
+                level: dict | None = None) -> RunResult:
     """Write `files` into a fresh directory, run `argv` there under `limits`, return the result.
 
     argv[0] may name one of `files` (e.g. a compiled binary); it is made executable.
     `outputs` are paths, relative to the run directory, to read back after the run.
+    `packages` (Python distributions, with their requirements) and `paths` (host paths or
+    globs; /dev/... as devices) are what a sealed program may read beyond the OS and the
+    interpreter: an environment's `sandbox_packages` and `sandbox_paths`.
+    `level`: one of `available_levels()`; by default `isolation()`, the strongest.
     """
     if not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError(f"argv must be a non-empty list of strings, got {argv!r}")
     for name in [*files, *outputs]:
         _check_relative(name)
-    return _run(isolation(), list(argv), files, limits, tuple(outputs), stdin)
+    return _run(level or isolation(), list(argv), files, limits, tuple(outputs), stdin,
+                tuple(packages), tuple(paths))
 
 
 def _check_relative(name: str) -> None:
@@ -182,13 +242,17 @@ def _check_relative(name: str) -> None:
 
 
 def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
-         outputs: tuple[str, ...], stdin: bytes | None) -> RunResult:
+         outputs: tuple[str, ...], stdin: bytes | None, packages: tuple[str, ...] = (),
+         paths: tuple[str, ...] = ()) -> RunResult:
     uid = _UID_BASE + (os.getpid() % (1 << 22)) * 64 + next(_run_counter) % 64 \
         if iso["uid_drop"] else None
     root = tempfile.mkdtemp(prefix="discover-sandbox-")
     try:
         work = os.path.join(root, "work")  # the program's directory; logs stay outside it
-        os.mkdir(work)
+        # A sealed program's /tmp and /dev/shm: here, so that the disk limit counts them.
+        tmp, shm = os.path.join(root, "tmp"), os.path.join(root, "shm")
+        for d in (work, tmp, shm):
+            os.mkdir(d)
         for name, data in files.items():
             path = os.path.join(work, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -200,18 +264,28 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
                 argv[0] = "./" + argv[0]  # a file of ours, not a PATH lookup
         if uid is not None:
             os.chmod(root, 0o711)  # traverse only, to reach work/
-            os.chmod(work, 0o700)  # and no concurrent run (another uid) can read this one
-            for dirpath, _, names in os.walk(work):
-                os.chown(dirpath, uid, uid)
-                for n in names:
-                    os.chown(os.path.join(dirpath, n), uid, uid)
-        prefix = _namespace_args(os.geteuid() == 0) if iso["netns"] else []
+            for top in (work, tmp, shm):  # and no concurrent run (another uid) can read it
+                os.chmod(top, 0o700)
+                for dirpath, _, names in os.walk(top):
+                    os.chown(dirpath, uid, uid)
+                    for n in names:
+                        os.chown(os.path.join(dirpath, n), uid, uid)
+        inside, extra = work, {}  # the program's directory as it sees it
+        if iso["sealed"]:
+            view = sealed.view(packages, paths)
+            prefix = sealed.bwrap_args(view, work, tmp, shm, setuid=uid is not None)
+            inside = sealed.WORK
+            if view.pythonpath:
+                extra["PYTHONPATH"] = os.pathsep.join(view.pythonpath)
+        else:
+            prefix = _namespace_args(os.geteuid() == 0) if iso["netns"] else []
         if uid is not None:
             prefix += _drop_args(uid)
         # Nothing from the parent's environment: it may hold secrets.
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work,
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": inside, "TMPDIR": inside,
                "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               **extra}
         nproc = limits.max_procs if uid is not None or os.geteuid() == 0 \
             else _own_tasks() + limits.max_procs  # a shared uid: leave room for the others
         stdin_path = os.path.join(root, "stdin")
@@ -229,14 +303,19 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
             except OSError as e:  # e.g. argv[0] does not exist
                 return RunResult("crash", None, "", f"cannot start {argv[0]}: {e}",
                                  time.monotonic() - start, {})
-            disk = functools.partial(_over_disk, work, uid, limits.disk_mb << 20)
+            # Sealed, it cannot reach the host's world-writable directories: no need to look.
+            disk = functools.partial(_over_disk, (work, tmp, shm),
+                                     None if iso["sealed"] else uid, limits.disk_mb << 20)
             returncode, cpu_s, killed = _wait(proc, limits.wall_s, disk)
             wall_s = time.monotonic() - start
             _kill_leftovers(proc.pid, uid)
             stdout, stderr = _tail(fout), _tail(ferr)
-        if iso["netns"] and returncode == 1 and stderr.rstrip().endswith(_UNSHARE_SIGKILL):
+        if iso["tool"] == "unshare" and returncode == 1 and \
+                stderr.rstrip().endswith(_UNSHARE_SIGKILL):
             # unshare re-raises its child's fatal signal on itself but cannot for SIGKILL.
             returncode, stderr = -signal.SIGKILL, stderr.rstrip()[:-len(_UNSHARE_SIGKILL)]
+        if iso["tool"] == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
+            returncode = 128 - returncode  # bwrap reports its child's death by signal n as 128+n
         got = {name: data for name in outputs
                if (data := _read_output(work, name, limits.output_mb << 20)) is not None}
         # Past its CPU seconds it got SIGXCPU, or SIGKILL at the hard limit: a timeout too.
@@ -255,7 +334,7 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
                          "" if killed in ("", "wall") else killed)
     finally:
         _remove(root)
-        if uid is not None:
+        if uid is not None and not iso["sealed"]:
             _sweep_world_writable(uid)
 
 
@@ -326,10 +405,10 @@ def _wait(proc: subprocess.Popen, wall_s: float,
     return proc.returncode, usage.ru_utime + usage.ru_stime, killed
 
 
-def _over_disk(work: str, uid: int | None, max_bytes: int) -> str:
+def _over_disk(dirs: tuple[str, ...], uid: int | None, max_bytes: int) -> str:
     """Why the run must stop for what it wrote, or "": bytes on disk (or in /dev/shm's memory)
-    in its directory and, with a uid of its own, its files in the world-writable directories."""
-    used, files, stack = 0, 0, [work]
+    in its directories and, with a uid of its own, its files in the world-writable ones."""
+    used, files, stack = 0, 0, list(dirs)
     if uid is not None:
         for top in _WORLD_WRITABLE:
             try:
@@ -464,11 +543,13 @@ def _harness_source() -> bytes:
     return Path(__file__).with_name("_harness.py").read_bytes()
 
 
-def run_function(program: str, function: str, kwargs: dict, limits: Limits) -> FunctionResult:
+def run_function(program: str, function: str, kwargs: dict, limits: Limits,
+                 packages: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> FunctionResult:
     """Run Python `program` in the sandbox and return program.<function>(**kwargs).
 
     kwargs values: None, bool, int, float, str, lists/dicts of those (sent as JSON), or numpy
-    arrays (sent as .npy files, loaded with allow_pickle=False).
+    arrays (sent as .npy files, loaded with allow_pickle=False). `packages` and `paths`: what
+    the program may read besides numpy (which the harness needs), as for `run_program`.
     """
     if not isinstance(program, str):
         raise TypeError(f"program must be Python source text, got {type(program).__name__}")
@@ -496,7 +577,8 @@ def run_function(program: str, function: str, kwargs: dict, limits: Limits) -> F
     files["call.json"] = call.encode()
 
     res = run_program([sys.executable, "-s", "-B", "main.py"], files, limits,
-                      outputs=["status.json", "result.npy"])
+                      outputs=["status.json", "result.npy"],
+                      packages=tuple(dict.fromkeys(("numpy", *packages))), paths=paths)
     failure, reason = _function_outcome(res)
     value = None
     if failure is None:

@@ -56,6 +56,7 @@ class Environment(Base):
     target = None  # the record to beat, when there is one
     score_name = "score"  # what prompts call the score
     entry = "solve(parent, budget_s, seed)"
+    sandbox_packages = ("numpy",)  # all a candidate may import (the sandbox hides the rest)
 
     # --- what the model sees: the framework renders the prompt from these parts
     def statement(self) -> str:
@@ -95,7 +96,8 @@ class Environment(Base):
     def evaluate(self, program: str, parent_artifact, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else np.asarray(parent_artifact, dtype=np.float64)
         kwargs = {{"parent": parent, "budget_s": self.time_budget_s, "seed": seed}}
-        res = run_function(program, "solve", kwargs, Limits(wall_s=self.time_budget_s + 5))
+        res = run_function(program, "solve", kwargs, Limits(wall_s=self.time_budget_s + 5),
+                           self.sandbox_packages, self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log)
         try:  # the score is recomputed here from the artefact; nothing the program says counts

@@ -9,7 +9,17 @@ from typing import Any
 
 import ray
 
+from discover.config import ConfigError
 from discover.environment import Evaluation, load_environment
+
+AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "
+             "nodes) needs RAY_AUTH_MODE=token and the same token here: RAY_AUTH_TOKEN, or a file "
+             "named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token (`ray get-auth-token` on the head "
+             "prints it); see docs/gpu.md, 'A Ray cluster of your own'")
+
+
+class RayConnectError(ConfigError):
+    """`--ray-address` names a cluster this process cannot join; the message says why."""
 
 
 def start_ray(address: str = "", num_cpus: int | None = None) -> None:
@@ -17,17 +27,45 @@ def start_ray(address: str = "", num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ray.exceptions.AuthenticationError, RuntimeError) as e:
+            raise RayConnectError(_join_failure(address, e)) from e
     else:
         # address="local": a bare ray.init() would attach to any cluster named by RAY_ADDRESS.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False)
 
 
+def _join_failure(address: str, e: BaseException) -> str:
+    """Why joining `address` failed, in words: Ray's own error is a chain of tracebacks."""
+    chain = []
+    while e is not None:
+        chain.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    text = " ".join(chain)
+    mode = os.environ.get("RAY_AUTH_MODE", "")
+    if "token" in text.lower() and "auth" in text.lower():
+        if mode.lower() != "token":
+            return f"the Ray cluster at {address} refused this client: RAY_AUTH_MODE is " \
+                   f"{mode or 'not set'} here; {AUTH_HINT}"
+        return f"the Ray cluster at {address} refused this client's token (wrong or missing); " \
+               f"{AUTH_HINT}"
+    return f"cannot join the Ray cluster at {address} ({chain[-1][:300]}); is `ray start " \
+           f"--head` running there, and is the address HOST:PORT of its GCS? If its nodes " \
+           f"use token authentication, {AUTH_HINT}"
+
+
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class Scorer:
     def __init__(self, env_name: str, env_options: dict) -> None:
         self.env = load_environment(env_name, **env_options)
+        from discover.sandbox import isolation
+
+        try:  # probe the sandbox now, not inside the first candidate's time
+            isolation()
+        except RuntimeError:  # no level runs here: each evaluation reports it as a crash
+            pass
 
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> tuple[dict, float]:
         t0 = time.perf_counter()
@@ -35,7 +73,19 @@ class Scorer:
             ev = self.env.evaluate(program, parent_artifact, seed)
         except Exception as e:  # a bug in an environment must not take the run down
             ev = self.env.failed("crash", f"environment error: {type(e).__name__}: {e}")
-        return dataclasses.asdict(ev), time.perf_counter() - t0
+        out = dataclasses.asdict(ev)
+        # Which node scored it (a cluster spreads scorers over its nodes).
+        out["metrics"] = {**(out["metrics"] or {}),
+                          "scorer_node": ray.get_runtime_context().get_node_id()}
+        return out, time.perf_counter() - t0
+
+    def sandbox(self) -> str:
+        """The sandbox level this scorer runs candidates at, e.g. 'bwrap+netns+pidns+uid_drop
+        (sealed filesystem)'."""
+        from discover.sandbox import isolation
+
+        iso = isolation()
+        return f"{iso['mode']} ({'sealed' if iso['sealed'] else 'NOT sealed:'} filesystem)"
 
 
 class ScorerPool:
@@ -47,7 +97,8 @@ class ScorerPool:
         cpus = max(1, env.cpu_slots)
         total = slots or int(ray.available_resources().get("CPU", 1))
         size = max(1, total // cpus)
-        opts: dict[str, Any] = {"num_cpus": cpus}
+        # SPREAD: on a cluster, scorers go to every node rather than filling the first one.
+        opts: dict[str, Any] = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
         if env.gpus:
             opts["num_gpus"] = env.gpus
             # No more scorers than the GPUs can hold: an actor Ray cannot place never starts,
@@ -86,6 +137,10 @@ class ScorerPool:
                 results[i] = (Evaluation(ok=False, reward=self.failure_reward, failure="crash",
                                          log=msg), 0.0)
         return results  # type: ignore[return-value]
+
+    def sandbox_modes(self) -> list[str]:
+        """The sandbox levels the scorers run at (each probes its own machine)."""
+        return sorted(set(ray.get([a.sandbox.remote() for a in self.actors])))
 
     def shutdown(self) -> None:
         for a in self.actors:

@@ -111,6 +111,13 @@ def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:
     return rd, cfg
 
 
+def record_sandbox(rd: RunDir, cfg: Config, archive: Archive, modes: list[str]) -> None:
+    """The scorers' sandbox level, where a user looks: atop config.toml, and in the archive."""
+    archive.set_meta("sandbox", modes)
+    write_atomic(rd.config, f"# sandbox (the scorers' at the latest start): {'; '.join(modes)}\n"
+                 + config_mod.dumps(cfg))
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a whole file or none of it: a kill leaves the old file (or no file), never half."""
     tmp = path.with_name(path.name + ".tmp")
@@ -123,7 +130,8 @@ def make_policy(cfg: Config) -> Policy:
     if p.backend == "openai":
         from discover.policy_openai import OpenAIPolicy
 
-        return OpenAIPolicy(base_url=p.base_url, model=p.model)
+        return OpenAIPolicy(base_url=p.base_url, model=p.model, api_key_env=p.api_key_env,
+                            timeout_s=p.request_timeout_s)
     if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
         import ray
 
@@ -133,13 +141,18 @@ def make_policy(cfg: Config) -> Policy:
         require_vllm()
         learning = cfg.learner.method != "none"
         learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
-        check_gpus(p.generators * p.generator_gpus + learner_gpus,
-                   ray.cluster_resources().get("GPU", 0.0))
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        gpus = p.generator_gpus if cluster_gpus > 0 else 0.0  # no GPUs: vLLM's CPU build
+        check_gpus(p.generators * gpus + learner_gpus, cluster_gpus)
         return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
-                          gpus=p.generator_gpus, enable_lora=learning,
+                          gpus=gpus, enable_lora=learning,
                           lora_rank=cfg.learner.lora_rank,
                           gpu_memory_utilization=p.gpu_memory_utilization,
                           max_model_len=p.max_model_len, seed=cfg.run.seed)
+    if p.backend == "null":  # no model: children re-run their parent's program (ablation)
+        from discover.policy_null import NullPolicy
+
+        return NullPolicy()
     from discover.policy_hf import HFPolicy
 
     return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size)
@@ -266,6 +279,7 @@ def run(cfg: Config, resume: bool = False,
             puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
             start_ray(cfg.ray.address)
             pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+            record_sandbox(rd, cfg, archive, pool.sandbox_modes())
             if archive.get_meta("initialised"):
                 puct = archive.load_puct(**puct_args)
             else:
@@ -382,6 +396,10 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
             c.gen_s = (t1 - t0) / max(1, len(g) * len(groups))
     metrics = step_metrics(step, groups, samples, policy.version, learn,
                            {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
+    usage = getattr(policy, "last_stats", {})
+    if "requests" in usage:  # an HTTP endpoint: its token usage (it returns no token ids)
+        metrics["usage"] = {k: v for k, v in usage.items() if k != "seconds"}
+        metrics["tokens"] = metrics["tokens"] or usage["completion_tokens"]
     # 5. record every child and update PUCT statistics, all in one transaction
     # (with the step's new adapter version, if any: a kill cannot separate the two)
     ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics,

@@ -1,12 +1,15 @@
 """Ablations at an equal sample budget: does the learner, or PUCT, buy anything?
 
-Four arms, each run with the same seeds, steps, groups and group size (so the same number of
+Five arms, each run with the same seeds, steps, groups and group size (so the same number of
 samples), on the toy environment and on Erdős:
 
   entropic+puct   the method: entropic-advantage LoRA learner, PUCT parent selection;
   none+puct       no learner (best-of-N with the same archive and PUCT);
   none+greedy     no learner, always the best state (epsilon-random otherwise);
-  none+fixed      no learner, always an initial state: plain best-of-N.
+  none+fixed      no learner, always an initial state: plain best-of-N;
+  null+puct       no model at all: every child re-runs its parent's program unchanged
+                  (`--backend null`), so the table shows what the model and the learner add
+                  over the starter programs and the search alone.
 
 Every run is a real `discover.search.run` in this process (one local Ray for all; the model
 loads from the cached safetensors each run), into its own directory under a temp folder. Per
@@ -44,17 +47,19 @@ from discover.config import Config
 from discover.environment import load_environment
 from discover.search import run
 
-ARMS = {  # name: (learner, selection)
-    "entropic+puct": ("entropic", "puct"),
-    "none+puct": ("none", "puct"),
-    "none+greedy": ("none", "greedy"),
-    "none+fixed": ("none", "fixed"),
+ARMS = {  # name: (learner, selection, backend)
+    "entropic+puct": ("entropic", "puct", "hf"),
+    "none+puct": ("none", "puct", "hf"),
+    "none+greedy": ("none", "greedy", "hf"),
+    "none+fixed": ("none", "fixed", "hf"),
+    "null+puct": ("none", "puct", "null"),
 }
 
 
 def run_arm(env: str, arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
-    learner, selection = ARMS[arm]
+    learner, selection, backend = ARMS[arm]
     cfg = Config()
+    cfg.policy.backend = backend
     cfg.run.env, cfg.run.seed, cfg.run.selection = env, seed, selection
     cfg.run.steps, cfg.run.groups, cfg.run.group_size = args.steps, args.groups, args.group_size
     cfg.run.run_dir = str(out / f"{env}-{arm}-s{seed}")

@@ -12,16 +12,26 @@ Tokens counted are generated tokens up to and including each row's first EOS, in
 two are alternated (A B A B ...) per batch size so that load from other processes hits both
 alike; figures are medians over rounds. Target: ours at least 0.9x generate's tokens/s.
 
+`--backend vllm` (in the vLLM venv, scripts/setup_vllm.sh) compares instead the vllm backend
+(VLLMPolicy: one engine in a Ray actor, vLLM's CPU build on a CPU) with the transformers backend
+(HFPolicy, batch_size = the rows, so that it runs each call as one batch), same prompt, rows and
+settings, alternated, and times the engine's start and LoRA hot-loads (`load_adapter` of a new
+version, then the first call that uses it, against a call on the version already loaded).
+
     python scripts/bench_generate.py --rounds 3 --max-new-tokens 128
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_generate.py   # on a busy machine, see docs
+    .venv-vllm/bin/python scripts/bench_generate.py --backend vllm --batches 8 32
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -56,6 +66,93 @@ def plain(policy: HFPolicy, prompt: str, batch: int, max_new: int, seed: int) ->
     return tokens, time.perf_counter() - t0
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def compare_vllm(args, prompt: str) -> None:
+    """The vllm backend against the transformers backend, alternated (see the docstring)."""
+    import ray
+
+    from discover.model_store import resolve_model
+    from discover.policy_vllm import VLLMPolicy
+    from discover.scoring import start_ray
+
+    policies = {"hf": HFPolicy(threads=args.threads or None, batch_size=max(args.batches))}
+    start_ray()
+    t0 = time.perf_counter()
+    vllm = VLLMPolicy(str(resolve_model("smollm2")), gpus=0.0, enable_lora=True, lora_rank=16,
+                      max_model_len=args.max_model_len)
+    start = time.perf_counter() - t0
+    policies["vllm"] = vllm
+    info = vllm.engines[0]
+    print(f"{cpu_model()}; vLLM engine: {info['device']}, {info['dtype']}, started in "
+          f"{start:.1f} s; transformers: {torch.get_num_threads()} torch threads; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+
+    def call(name, batch, seed):
+        t = time.perf_counter()
+        out = policies[name].sample([prompt], batch, max_new_tokens=args.max_new_tokens,
+                                    temperature=1.0, seed=seed)
+        return sum(len(x.completion_ids) for x in out[0]), time.perf_counter() - t
+
+    for name in policies:
+        call(name, 2, 0)  # warm-up
+    summary = []
+    for batch in args.batches:
+        rates: dict[str, list[float]] = {"hf": [], "vllm": []}
+        for r in range(args.rounds):
+            for name in (["hf", "vllm"] if r % 2 == 0 else ["vllm", "hf"]):
+                tokens, seconds = call(name, batch, 1000 + r)
+                rates[name].append(tokens / seconds)
+                print(f"  rows {batch} round {r}: {name:<5} {tokens:5d} tokens {seconds:6.1f} s  "
+                      f"{tokens / seconds:6.1f} tok/s", flush=True)
+        summary.append((batch, statistics.median(rates["hf"]), statistics.median(rates["vllm"])))
+
+    # LoRA hot-load: a new version each time (a new LoRARequest; vLLM loads it on first use).
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2"))
+    peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
+                                           target_modules=["q_proj", "k_proj", "v_proj",
+                                                           "o_proj"], task_type="CAUSAL_LM"))
+    loads, firsts, warm = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for v in range(1, args.rounds + 2):
+            path = Path(tmp) / f"v{v:05d}"
+            peft.save_pretrained(path)
+            t = time.perf_counter()
+            vllm.load_adapter(path, v)
+            loads.append(time.perf_counter() - t)
+            firsts.append(call("vllm", 1, v)[1])  # loads the adapter into the engine
+            warm.append(call("vllm", 1, v)[1])
+        # Decoding through an adapter against the base model, alternated, at the first rows.
+        batch, lora_rates = args.batches[0], {"base": [], "adapter": []}
+        for r in range(args.rounds):
+            for name in (["adapter", "base"] if r % 2 == 0 else ["base", "adapter"]):
+                vllm.load_adapter(path, len(loads) if name == "adapter" else 0)  # 0: base
+                tokens, seconds = call("vllm", batch, 2000 + r)
+                lora_rates[name].append(tokens / seconds)
+    print(f"\n{args.rounds} rounds, max_new_tokens {args.max_new_tokens}, medians:")
+    for batch, h, v in summary:
+        print(f"  rows {batch}: transformers {h:6.1f} tok/s, vllm {v:6.1f} tok/s, "
+              f"vllm/transformers {v / h:.2f}x")
+    extra = statistics.median(f - w for f, w in zip(firsts, warm, strict=True))
+    print(f"  LoRA hot-load (rank 16, q/k/v/o): load_adapter {statistics.median(loads):.3f} s, "
+          f"first call on the new version {extra:+.2f} s against one on a loaded version "
+          f"({len(loads)} versions)")
+    base, lora = (statistics.median(lora_rates[k]) for k in ("base", "adapter"))
+    print(f"  vllm at {batch} rows: base model {base:.1f} tok/s, through the adapter "
+          f"{lora:.1f} tok/s ({lora / base:.2f}x)")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    vllm.shutdown()
+    ray.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -64,14 +161,20 @@ def main() -> None:
     p.add_argument("--env", default="erdos", help="whose first prompt to use")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (policy.threads); 0: torch's default, all cores")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf: ours against model.generate; vllm: the vllm backend against ours")
+    p.add_argument("--max-model-len", type=int, default=0, help="vllm: 0 for the model's own")
     args = p.parse_args()
 
-    policy = HFPolicy(threads=args.threads or None)
     env = load_environment(args.env)
     art = env.initial_artifacts(1, 0)[0]
     ev = env.verify(art)
     prompt = env.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
                                       parent_score=None))
+    if args.backend == "vllm":
+        compare_vllm(args, prompt)
+        return
+    policy = HFPolicy(threads=args.threads or None)
     print(f"model: embedded SmolLM2-135M, {torch.get_num_threads()} torch threads; "
           f"{args.env} prompt of {len(policy.encode(prompt))} tokens; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -98,5 +201,5 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (also the guard vLLM's spawned engine needs)
     main()

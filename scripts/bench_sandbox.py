@@ -4,8 +4,8 @@ The candidate defines `solve()` returning three numbers. Two ways to run it, alt
 (A B A B ...) so that load from other processes on a shared machine hits both alike:
 
   sandbox  discover.sandbox.run_function, the way every environment calls it: a fresh temp
-           directory, the harness, rlimits, namespaces and a dropped uid where available,
-           result read back from result.npy;
+           directory, the harness, rlimits, the sealed filesystem (bubblewrap), namespaces
+           and a dropped uid where available, result read back from result.npy;
   bare     subprocess.run([sys.executable, "-s", "-B", "-c", ...]) doing the same work with
            none of that: import numpy, define the function, call it, np.save the result; same
            interpreter flags and thread variables as the sandbox, so only containment differs.
@@ -13,7 +13,10 @@ The candidate defines `solve()` returning three numbers. Two ways to run it, alt
 Each round times `--per-round` evaluations of each; the figures are medians over rounds.
 Target: sandbox time per evaluation at most 1.3x the bare spawn's.
 
-    python scripts/bench_sandbox.py --rounds 12 --per-round 4
+`--levels` also times `/bin/true` through `run_program` at every isolation level this machine
+offers (sealed bubblewrap, unshare, ...), alternated the same way: what each level costs.
+
+    python scripts/bench_sandbox.py --rounds 12 --per-round 4 [--levels]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from discover.sandbox import Limits, isolation, run_function
+from discover.sandbox import Limits, available_levels, isolation, run_function, run_program
 
 TARGET = 1.3
 PROGRAM = "def solve():\n    return [1.0, 2.0, 3.0]\n"
@@ -65,6 +68,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=12, help="alternating rounds (A B per round)")
     p.add_argument("--per-round", type=int, default=4, help="evaluations of each kind per round")
+    p.add_argument("--levels", action="store_true",
+                   help="also time a trivial run at every isolation level available")
     args = p.parse_args()
 
     iso = isolation()  # probed once, outside the timings
@@ -92,9 +97,30 @@ def main() -> None:
           f"target <= {TARGET}x: {'met' if s / b <= TARGET else 'MISSED'}")
     proc = statistics.median(PROCESS_S)
     print(f"  of a sandboxed evaluation, {1000 * proc:.1f} ms is the contained process "
-          f"(unshare, setpriv, interpreter, harness) and {1000 * (s - proc):.1f} ms our Python "
-          f"around it (temp dir, files, /proc and /tmp sweeps)")
+          f"(bwrap or unshare, setpriv, interpreter, harness) and {1000 * (s - proc):.1f} ms "
+          f"our Python around it (temp dir, files, /proc and /tmp sweeps)")
+    if args.levels:
+        time_levels(args.rounds, args.per_round)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def time_levels(rounds: int, per_round: int) -> None:
+    levels = available_levels()
+    runs: dict[str, list[float]] = {lvl["mode"]: [] for lvl in levels}
+
+    def true_at(level: dict) -> None:
+        res = run_program(["/bin/true"], {}, Limits(wall_s=30), level=level)
+        if res.status != "ok":
+            raise SystemExit(f"/bin/true failed at {level['mode']}: {res.stderr}")
+
+    for r in range(rounds):
+        for lvl in (levels if r % 2 == 0 else levels[::-1]):
+            runs[lvl["mode"]].append(timed(lambda lvl=lvl: true_at(lvl), per_round))
+    base = statistics.median(runs[levels[-1]["mode"]])
+    print(f"/bin/true through run_program, per level ({rounds} rounds x {per_round}, medians):")
+    for mode, times in runs.items():
+        t = statistics.median(times)
+        print(f"  {mode:<28} {1000 * t:6.1f} ms  ({t / base:.2f}x {levels[-1]['mode']})")
 
 
 if __name__ == "__main__":

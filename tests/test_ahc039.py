@@ -127,7 +127,7 @@ def test_longest_legal_perimeter_and_largest_polygon():
     probe = np.concatenate([rng.integers(0, [COORD_MAX + 1, 2001], size=(400, 2)),
                             comb[::7], (comb[::5] + np.roll(comb, -1, 0)[::5]) // 2])
     assert inside(comb, probe).tolist() == [_brute_inside(comb, p) for p in probe.tolist()]
-    with pytest.raises(InvalidArtifact, match="vertex count 1001"):
+    with pytest.raises(InvalidArtifact, match="vertex count: 1001 is out of range"):
         parse_output(answer(*comb.tolist(), (99_900, 500)))
 
 
@@ -148,10 +148,70 @@ def test_output_parsing():
     square = [(0, 0), (5, 0), (5, 5), (0, 5)]
     bigger = [(0, 0), (9, 0), (9, 9), (0, 9)]
     assert parse_output(answer(*square) + answer(*bigger)).tolist() == [list(p) for p in bigger]
-    for text, words in (("", "empty output"), ("4\n0 0\n1 0\n", "4 vertices announced, 2 given"),
-                        ("4 0 0 1 x 1 1 0 1", "not an integer"), ("2\n0 0\n1 1\n", "outside")):
+    for text, words in (("4\n0 0\n1 0\n", "4 vertices announced, 2 given"),
+                        ("4 0 0 1 x 1 1 0 1", "'x' is not an integer"),
+                        ("2\n0 0\n1 1\n", "vertex count: 2 is out of range")):
         with pytest.raises(InvalidArtifact, match=words):
             parse_output(text)
+
+
+# --- the output read as the official tester reads it (ahc_common/tester_parse.py) --------------
+
+SQUARE = [(0, 0), (5, 0), (5, 5), (0, 5)]
+ONE_FISH = case_of([(1, 1)], [(50, 50)])  # the square holds the mackerel: a - b + 1 = 2
+
+
+def test_a_coordinate_beyond_64_bits_is_a_wrong_answer_not_a_crash():
+    text = answer((0, 0), (10**20, 0), (10**20, 5), (0, 5))
+    with pytest.raises(InvalidArtifact, match="polygon 0, vertex 1: x coordinate: "
+                                              "'100000000000000000000' does not fit a 64-bit"):
+        score_output(ONE_FISH, text)
+    with pytest.raises(InvalidArtifact, match="out of range"):  # fits i64, outside the field
+        score_output(ONE_FISH, answer((0, 0), (2**62, 0), (2**62, 5), (0, 5)))
+
+
+def test_every_polygon_is_range_checked_not_only_the_last():
+    assert score_output(ONE_FISH, answer(*SQUARE)) == 2
+    bad_first = answer((0, 0), (COORD_MAX + 1, 0), (COORD_MAX + 1, 5), (0, 5)) + answer(*SQUARE)
+    with pytest.raises(InvalidArtifact, match="polygon 0, vertex 1: x coordinate: 100001"):
+        score_output(ONE_FISH, bad_first)
+    with pytest.raises(InvalidArtifact, match="polygon 0: vertex count: 3"):
+        score_output(ONE_FISH, "3 0 0 1 0 1 1\n" + answer(*SQUARE))
+    # a first polygon in range but not simple is not checked: only the last one is scored
+    bow = answer((0, 0), (5, 0), (0, 5), (5, 5))
+    assert score_output(ONE_FISH, bow + answer(*SQUARE)) == 2
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n\t\n"])
+def test_an_empty_output_scores_one(text):
+    assert parse_output(text) is None
+    assert score_output(ONE_FISH, text) == 1
+
+
+@pytest.mark.parametrize("token", ["5_0", "\uff15", "\u0665", "5.0", "5e0", "0x5", "+", "--5"])
+def test_numbers_are_ascii_digits_with_an_optional_sign_only(token):
+    text = answer(*SQUARE).replace("5 0", f"{token} 0", 1)
+    if token in ("5_0", "\uff15", "\u0665"):
+        int(token)  # what Python's int() would have read, and the official tester does not
+    with pytest.raises(InvalidArtifact, match="is not an integer"):
+        score_output(ONE_FISH, text)
+
+
+def test_a_sign_is_read_as_rust_reads_an_i64():
+    text = "+4\n-0 +0\n+5 0\n5 5\n0 005\n"  # "-0" is 0, leading zeros and "+" are fine
+    assert parse_output(text).tolist() == [list(p) for p in SQUARE]
+    with pytest.raises(InvalidArtifact, match="vertex count: '-4' is not an unsigned"):
+        parse_output("-4\n0 0\n5 0\n5 5\n0 5\n")
+
+
+@pytest.mark.parametrize("sep", ["\x1c", "\x1f", "\u200b"])
+def test_only_rust_whitespace_separates_numbers(sep):
+    """Python's str.split() also splits on U+001C..U+001F; the official tester does not."""
+    assert len(f"5{sep}0".split()) == (2 if sep != "\u200b" else 1)
+    with pytest.raises(InvalidArtifact, match="is not an integer"):
+        score_output(ONE_FISH, answer(*SQUARE).replace("5 0", f"5{sep}0", 1))
+    for ws in ("\r", "\x0c", "\x0b", "\u3000", "\u2028"):  # Rust's whitespace: separators
+        assert score_output(ONE_FISH, answer(*SQUARE).replace(" ", ws)) == 2
 
 
 # --- the generator -------------------------------------------------------------------------------
@@ -235,7 +295,7 @@ def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
     source = baseline
     parent = Parent(code=None, artifact=source, score=None, parent_score=None)
     block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
-    old, new = "const int S = 500;", "const int S = 250;"
+    old, new = "constexpr int S = 500;", "constexpr int S = 250;"
     answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
     program = prompt.program(env, parent, answer)
     assert program == source.replace(old, new)
@@ -243,3 +303,17 @@ def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
     assert before.ok and after.ok, after.log
     assert after.score > before.score
 
+
+def test_cli_verify_names_a_coordinate_beyond_64_bits(tmp_path):
+    """A program whose net has a vertex at x = 1e20: a wrong answer with its reason, not a
+    traceback (before, int64 conversion raised OverflowError out of parse_output)."""
+    prog = tmp_path / "prog.cpp"
+    prog.write_text('#include <cstdio>\nint main() { puts("4\\n0 0\\n100000000000000000000 0\\n'
+                    '100000000000000000000 5\\n0 5"); }\n')
+    res = subprocess.run([sys.executable, "-m", "discover.cli", "verify", "ahc039", str(prog),
+                          "--set", "env.cases=1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    assert "invalid:" in res.stderr and "case 0 (seed 0): wrong answer: polygon 0, vertex 1: " \
+        "x coordinate: '100000000000000000000' does not fit a 64-bit integer" in res.stderr, \
+        res.stderr

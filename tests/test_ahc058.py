@@ -86,15 +86,58 @@ def test_overspend_is_a_wrong_answer():
 
 def test_output_format_rules():
     assert score_output(SMALL, "# a comment\n0 0\n\n-1\n# another\n0 0\n-1\n") == 200_000
-    for text, words in ((plan("-1", "-1", "-1"), "exactly 4 actions, got 3"),
-                        (plan(*["-1"] * 5), "exactly 4 actions, got 5"),
-                        (plan("2 0", "-1", "-1", "-1"), "level 2 id 0 does not exist"),
-                        (plan("0 -1", "-1", "-1", "-1"), "does not exist"),
+    for text, words in ((plan("-1", "-1", "-1"), "expected 4 actions, got 3"),
+                        (plan("2 0", "-1", "-1", "-1"), "line 1: level: 2 is out of range"),
+                        (plan("0 2", "-1", "-1", "-1"), "line 1: id: 2 is out of range"),
+                        (plan("0 -1", "-1", "-1", "-1"), "id: '-1' is not an unsigned"),
                         (plan("0", "-1", "-1", "-1"), "expected 'i j' or '-1'"),
+                        (plan("-1 0", "-1", "-1", "-1"), "expected 'i j' or '-1'"),
                         (plan("0 0 0", "-1", "-1", "-1"), "expected 'i j' or '-1'"),
-                        (plan("a b", "-1", "-1", "-1"), "expected 'i j' or '-1'")):
+                        (plan("a b", "-1", "-1", "-1"), "level: 'a' is not an integer")):
         with pytest.raises(InvalidArtifact, match=words):
             score_output(SMALL, text)
+
+
+# --- the output read as the official tester reads it (ahc_common/tester_parse.py) --------------
+
+def test_only_the_first_t_lines_are_actions():
+    case = generate(3)  # T = 500
+    first = ["-1"] * 499 + ["0 0"]  # one strengthening at the end: one apple spent
+    want = score_output(case, plan(*first))
+    for extra in ("0 0", "-1", "garbage", "99 99", "0 -0"):  # line 501: ignored, whatever it is
+        assert score_output(case, plan(*first, extra)) == want
+    assert score_output(case, plan(*first, *["0 0"] * 10)) == want
+    # on the small case too: a fifth line is not a fifth action
+    assert score_output(SMALL, plan("0 0", "-1", "0 0", "-1", "0 0")) == 200_000
+
+
+@pytest.mark.parametrize("line, action", [
+    ("-01", None), ("-0001", None), ("+0 +0", (0, 0)), ("00 00", (0, 0)), ("-0 0", (0, 0)),
+    ("1 +1", (1, 1)), ("\u30001\u3000 1 ", (1, 1))])
+def test_an_action_is_read_by_integer_value(line, action):
+    assert parse_output(SMALL, plan(line, "-1", "-1", "-1"))[0] == action
+
+
+@pytest.mark.parametrize("line, words", [
+    ("0 -0", "id: '-0' is not an unsigned integer"),  # an id takes no minus sign
+    ("0 0_0", "'0_0' is not an unsigned"), ("0 \uff10", "is not an unsigned"),
+    ("\uff10 0", "level: '\uff10' is not an integer"), ("-\u0661", "is not an integer"),
+    ("0 0.0", "is not an unsigned"), ("- 1", "'-' is not an integer"),
+    ("99999999999999999999 0", "does not fit a 64-bit integer")])
+def test_numbers_are_ascii_digits_with_an_optional_sign_only(line, words):
+    with pytest.raises(InvalidArtifact, match=words):
+        parse_output(SMALL, plan(line, "-1", "-1", "-1"))
+
+
+def test_lines_split_on_newline_only():
+    """Python's splitlines() also splits on a lone \\r, form feed, \\x1c, U+2028, ...; the
+    official tester (str::lines) does not, so those join two actions into one bad line."""
+    assert parse_output(SMALL, "0 0\r\n-1\r\n0 0\r\n-1\r\n")[0] == (0, 0)  # CRLF is fine
+    for sep in ("\r", "\x0c", "\x0b", "\x1c", "\x1e", "\x85", "\u2028", "\u2029"):
+        text = f"0 0{sep}-1\n0 0\n-1\n-1\n"
+        assert len(text.splitlines()) == 5  # what Python alone would have read
+        with pytest.raises(InvalidArtifact, match="line 1"):
+            parse_output(SMALL, text)
 
 
 # --- the generator and public inputs ----------------------------------------------------------

@@ -6,10 +6,13 @@ contest environment's failure paths are driven through AHC058, whose scorer is c
 
 import dataclasses
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from discover import prompt
+from discover import prompt, sandbox
 from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent, load_environment
 from environments.ahc058 import AHC058Environment
 from environments.ahc058 import problem as p58
@@ -50,6 +53,26 @@ def test_compile_error_is_reported_with_diagnostics():
     comp = compile_cpp("int main() { return undefined_name; }\n")
     assert comp.binary is None and comp.failure == "syntax_error"
     assert "undefined_name" in comp.log and "error" in comp.log
+
+
+@pytest.mark.skipif(not sandbox.isolation()["sealed"],
+                    reason=f"the sandbox does not seal the filesystem here "
+                           f"({sandbox.isolation()['mode']}; apt-get install bubblewrap)")
+def test_an_include_of_a_host_file_does_not_compile():
+    """Sealed, the compiler sees its headers and nothing else: not the checkout, not a
+    world-readable header in the host's /tmp (what a hostile #include would leak)."""
+    checkout = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        os.chmod(tmp, 0o755)
+        header = Path(tmp) / "secret.h"
+        header.write_text("int secret() { return 42; }\n")
+        header.chmod(0o644)
+        for path in (header, checkout):
+            comp = compile_cpp(f'#include "{path}"\nint main() {{ return 0; }}\n')
+            assert comp.failure == "syntax_error", comp.log
+            assert "No such file or directory" in comp.log, comp.log
+    ok = compile_cpp("#include <bits/stdc++.h>\nint main() { std::vector<int> v(3); }\n")
+    assert ok.failure is None, ok.log  # the compiler's own headers are there
 
 
 def test_run_reads_stdin_and_returns_large_output_whole():
@@ -107,12 +130,22 @@ def test_failure_names_the_case(env):
     assert not crash.ok and crash.failure == "crash"
     assert crash.metrics["case"] == 2 and crash.metrics["failed_cases"] == [2]
     assert "case 2 (odd one): runtime error: killed by SIGABRT" in crash.log
-    wrong = env.score_program(idle("if (a1 == 77) puts(\"0 0\");"), cases)  # T + 1 actions
+    wrong = env.score_program(idle("if (a1 == 77) { puts(\"0 -0\"); t--; }"), cases)
     assert not wrong.ok and wrong.failure == "invalid_artifact" and wrong.metrics["case"] == 2
-    assert "wrong answer: expected exactly 500 actions, got 501" in wrong.log
+    assert "wrong answer: output line 1: id: '-0' is not an unsigned integer" in wrong.log
     slow = env.score_program(idle("if (a1 == 77) for (volatile int x = 0;; x++);"), cases)
     assert not slow.ok and slow.failure == "timeout" and "time limit" in slow.log
     assert all(e.failure in FAILURE_KINDS for e in (crash, wrong, slow))
+
+
+def test_output_must_be_strict_utf8(env):
+    """The official testers read the output as a Rust String: invalid UTF-8 is a wrong answer."""
+    cases = [(f"case {k}", p58.generate(k)) for k in range(2)]
+    ev = env.score_program(idle('fputs("# caf\\xe9\\n", stdout);'), cases)  # latin-1 é
+    assert ev.failure == "invalid_artifact" and ev.metrics["case"] == 0, ev.log
+    assert "wrong answer: the output is not valid UTF-8 (byte 5: b'\\xe9\\n-1')" in ev.log
+    ok = env.score_program(idle('fputs("# caf\\xc3\\xa9\\n", stdout);'), cases)  # UTF-8 é
+    assert ok.ok, ok.log
 
 
 def test_overspend_is_a_wrong_answer(env):

@@ -244,10 +244,9 @@ def test_full_disk_fails_the_write_and_keeps_the_archive():
         a.add_initial([Candidate(None, -1, None, None, [0.0], 0.0, 0.0, True)], p)
         grow(a, p, 3)
         filler = mnt / "filler"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):  # see below
             while True:
                 f.write(b"x" * 65536)
-                f.flush()
         big = Candidate(None, 0, None, "x" * 300_000, [1.0], 1.0, 1.0, True)
         with pytest.raises(ArchiveError, match="database or disk is full"):
             a.commit_step(3, [(1, [big])], p, {})
@@ -266,8 +265,9 @@ def test_full_disk_fails_the_write_and_keeps_the_archive():
 @pytest.mark.slow
 def test_full_disk_mid_run_then_resume():
     """The real run on a small tmpfs that fills up mid-run: a clear error, a sound run directory,
-    and `--resume` completes once there is room."""
-    with mounted("size=16m") as mnt:
+    and `--resume` completes once there is room. Learning is on (the default): each step writes a
+    7.4 MB adapter, so the disk holds the whole run with room to spare before it is filled."""
+    with mounted("size=96m") as mnt:
         rd = mnt / "run"
         args = ["run", "toy", "--run-dir", str(rd), "--groups", "1", "--group-size", "2",
                 "--set", "policy.max_new_tokens=16", "--set", "env.time_budget_s=2",
@@ -279,10 +279,10 @@ def test_full_disk_mid_run_then_resume():
             first = proc.stderr.readline()
             assert first or proc.poll() is None, "the run ended before its first step"
         filler = mnt / f"filler-{uuid.uuid4().hex}"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
+        # Unbuffered, so the failing write raises here and close() has nothing left to flush.
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
             while True:
                 f.write(b"x" * 65536)
-                f.flush()
         err = proc.stderr.read()
         assert proc.wait(timeout=600) != 0
         assert "discover: error: " in err and ("disk is full" in err or "No space left" in err)

@@ -188,7 +188,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
     seed = int(os.environ.get("DISCOVER_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     runs = {  # a search without learning, and one whose every step makes a new adapter version
-        "none": (tmp_path / "none", [*TINY, "--steps", str(STEPS)], 10),
+        "none": (tmp_path / "none", [*TINY, "--steps", str(STEPS), "--learner", "none"], 10),
         "entropic": (tmp_path / "entropic", [*TINY, "--steps", str(STEPS), "--learner",
                                              "entropic", "--set", "learner.kl_coef=0.01"], 11),
     }

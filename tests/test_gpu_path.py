@@ -1,15 +1,11 @@
-"""The GPU path: vLLM generators on Ray and the TRL learner (docs/gpu.md).
-
-What runs on CPU runs here on CPU: config checks, the missing-vLLM error, the LoRA request
-naming, and the TRL learner itself (its loss and gradient against learner.py's, its saved state,
-its Ray actor). vLLM is CUDA-only: those tests skip where no CUDA device is present.
+"""The vLLM/TRL path without an engine (docs/gpu.md): config checks, the missing-vLLM error,
+the LoRA request naming, the dtype choice, and the TRL learner itself (its loss and gradient
+against learner.py's, its saved state, its Ray actor), all on CPU in the main venv. The engine
+itself (vLLM's CPU build or CUDA) is tested in test_vllm.py.
 """
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +25,6 @@ from discover.policy_vllm import (
     prompt_seed,
 )
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA device (vLLM and the GPU learner)")
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 PROMPTS = ["Write a Python function that adds two numbers.", "Say hello in French."]
@@ -90,8 +84,23 @@ def test_cli_accepts_the_vllm_backend():
 
 def test_too_few_gpus_is_a_clear_error():
     check_gpus(2.0, 2.0)
+    check_gpus(0.0, 0.0)  # CPU engines and a CPU learner need none
     with pytest.raises(ValueError, match="needs 2 GPUs in the Ray cluster but it has 1"):
         check_gpus(2.0, 1.0)
+    with pytest.raises(ValueError, match="learner.gpus=0"):  # a CPU cluster: say what to set
+        check_gpus(1.0, 0.0)
+
+
+def test_engine_dtype_follows_the_device_and_the_cpus_bf16_support():
+    from discover.policy_vllm import cpu_has_amx_bf16, engine_dtype
+
+    amd = "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"  # AVX-512 BF16, no AMX
+    intel = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    assert not cpu_has_amx_bf16(amd) and cpu_has_amx_bf16(intel)
+    assert engine_dtype("cpu", cpuinfo=amd) == "float32"
+    assert engine_dtype("cpu", cpuinfo=intel) == "bfloat16"
+    assert engine_dtype("cuda", cpuinfo=amd) == "bfloat16"
+    assert engine_dtype("cpu", "float16", cpuinfo=intel) == "float16"  # asked for: as asked
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
@@ -200,7 +209,15 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
             s.logprobs = [lp - 0.05 * (k % 3) for k, lp in enumerate(s.logprobs)]
     m_peft, m_trl = peft.backward(groups, REWARDS), trl.backward(groups, REWARDS)
     assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=1e-4)
-    assert m_trl["ratio"] == pytest.approx(m_peft["ratio"], rel=1e-5)
+    # Not bit-equal: TRL scores tokens with its fused LM head (log-softmax computed in chunks
+    # from the hidden states) on left-padded batches; learner.py takes log_softmax of the full
+    # logits of one unpadded sequence. Per-token log-probs differ by at most 3.2e-5, the fused
+    # head alone by 2.6e-5 (same batch, plain head against fused), and TRL's are lower on
+    # average, so the mean ratio is ~1.1e-5 lower: measured 1.0e-5..1.4e-5 relative over 6
+    # seeds x {AVX-512, AVX2 kernels (ATEN_CPU_CAPABILITY)} x {1, 2 threads} on an AMD EPYC
+    # (family 26), and 1.4e-5 on the CPU where 1e-5 failed. The ratio's relative error is
+    # bounded by the largest per-token difference: 1e-4 leaves 3x over it (7x over the ratios).
+    assert m_trl["ratio"] == pytest.approx(m_peft["ratio"], rel=1e-4)
     assert m_trl["ratio"] != pytest.approx(1.0, abs=1e-3)
     assert m_trl["kl_base"] == pytest.approx(m_peft["kl_base"], rel=1e-3)
     assert m_trl["kl_base"] > 0
@@ -256,126 +273,3 @@ def test_remote_learner_runs_in_a_ray_actor_and_moves_the_version(tmp_path):
         remote.shutdown()
     finally:
         ray.shutdown()
-
-
-# --- on a GPU --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gpu_ray():
-    import ray
-
-    from discover.scoring import start_ray
-
-    start_ray()
-    yield
-    ray.shutdown()
-
-
-def agreement(a, b) -> float:
-    """Fraction of completions with identical token ids in two sample() results."""
-    pairs = [(s.completion_ids, t.completion_ids) for g, h in zip(a, b, strict=True)
-             for s, t in zip(g, h, strict=True)]
-    return sum(x == y for x, y in pairs) / len(pairs)
-
-
-def vllm_policy(**kw):
-    from discover.model_store import resolve_model
-    from discover.policy_vllm import VLLMPolicy
-
-    return VLLMPolicy(str(resolve_model("smollm2")), gpus=kw.pop("gpus", 0.5),
-                      gpu_memory_utilization=kw.pop("gpu_memory_utilization", 0.3), **kw)
-
-
-@pytest.mark.slow
-@needs_cuda
-def test_vllm_samples_carry_sampled_token_logprobs(gpu_ray):
-    from discover.model_store import resolve_model
-    from discover.policy_hf import sequence_logprobs
-    from discover.policy_vllm import chat_ids
-
-    policy = vllm_policy()
-    try:
-        a = policy.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
-        b = policy.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
-        assert [len(g) for g in a] == [3, 3]
-        # Seeded: the same seed gives the same completions (unseeded, 24 tokens at T=1 would
-        # almost never repeat). vLLM does not promise bit-equal numerics across batches (prefix
-        # caching), so a rare flip is tolerated.
-        assert agreement(a, b) >= 0.5
-        assert len({tuple(s.completion_ids) for g in a for s in g}) > 1
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = resolve_model("smollm2")
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        for prompt, group in zip(PROMPTS, a, strict=True):
-            for s in group:
-                assert s.version == 0 and s.prompt_ids == chat_ids(tok, prompt)
-                assert len(s.logprobs) == len(s.completion_ids) > 0
-                assert all(lp <= 0 for lp in s.logprobs)
-                with torch.no_grad():
-                    ref = sequence_logprobs(model, s.prompt_ids, s.completion_ids)
-                # vLLM samples in bf16; the reference is fp32: close, not equal.
-                diff = (ref - torch.tensor(s.logprobs)).abs().mean().item()
-                assert diff < 0.1, diff
-    finally:
-        policy.shutdown()
-
-
-@pytest.mark.slow
-@needs_cuda
-def test_hot_loaded_adapter_changes_the_outputs(gpu_ray, tmp_path):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from discover.model_store import resolve_model
-
-    # A real PEFT adapter with a non-zero update (B is random, not zero) of rank 16.
-    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2"))
-    torch.manual_seed(0)
-    peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
-                                           target_modules=["q_proj", "k_proj", "v_proj",
-                                                           "o_proj"], task_type="CAUSAL_LM"))
-    peft.save_pretrained(tmp_path / "v00001")
-    policy = vllm_policy()
-    try:
-        before = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
-        policy.load_adapter(tmp_path / "v00001", 1)
-        after = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
-        assert all(s.version == 1 for g in after for s in g)
-        assert agreement(before, after) < 1.0
-        assert all(s.logprobs != t.logprobs for g, h in zip(before, after, strict=True)
-                   for s, t in zip(g, h, strict=True))
-        policy.load_adapter(tmp_path / "v00001", 1)  # the same version again: no reload
-        again = policy.sample(PROMPTS, 2, max_new_tokens=16, temperature=1.0, seed=3)
-        assert agreement(again, after) >= 0.5 and all(s.version == 1 for g in again for s in g)
-    finally:
-        policy.shutdown()
-
-
-@pytest.mark.slow
-@needs_cuda
-def test_two_step_run_with_vllm_and_the_trl_learner(tmp_path):
-    run_dir = tmp_path / "run"
-    gpus = torch.cuda.device_count()
-    share = [] if gpus >= 2 else [
-        "--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
-        "--set", "policy.gpu_memory_utilization=0.3"]
-    cmd = [sys.executable, "-m", "discover.cli", "run", "toy", "--backend", "vllm",
-           "--learner", "entropic", "--steps", "2", "--groups", "2", "--group-size", "4",
-           "--max-new-tokens", "128", "--run-dir", str(run_dir), *share]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [0, 1] and all(m["total"] == 8 for m in lines)
-    version = lines[-1]["version"]
-    assert (run_dir / "adapters" / f"v{version:05d}" / "adapter_model.safetensors").exists()
-    import sqlite3
-
-    with sqlite3.connect(run_dir / "archive.sqlite") as db:
-        used = dict(db.execute("SELECT step, MAX(policy_version) FROM candidates "
-                               "WHERE step >= 0 GROUP BY step"))
-    # Step 1 was sampled by the adapter step 0 produced (its LoRARequest), step 0 by the base.
-    assert used == {0: 0, 1: lines[0]["version"]}

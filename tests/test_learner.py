@@ -177,3 +177,31 @@ def test_ratios_are_one_on_policy_at_the_sampling_temperature():
     assert learner.backward(groups, REWARDS)["ratio"] == pytest.approx(1.0, abs=1e-3)
     learner.cfg.temperature = 1.0  # scoring the same tokens at another temperature is off-policy
     assert learner.backward(groups, REWARDS)["ratio"] != pytest.approx(1.0, abs=1e-2)
+
+
+def test_prefilled_tokens_are_prompt_tokens_with_no_loss():
+    policy, learner = make(lr=1e-3)
+    fill = "```python\n# EVOLVE-BLOCK-START\n"
+    groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0, prefill=fill)
+    bare = [policy.encode(p) for p in PROMPTS]
+    for g, plain in zip(groups, bare, strict=True):
+        for s in g:
+            assert s.prefill == fill and s.response == fill + s.text
+            assert s.prompt_ids == policy.encode(PROMPTS[groups.index(g)], fill)
+            assert s.prompt_ids[:len(plain)] == plain and len(s.prompt_ids) > len(plain) + 5
+            assert len(s.logprobs) == len(s.completion_ids)  # none for the prefilled tokens
+    metrics = learner.backward(groups, REWARDS)
+    # Direct: one forward over chat prompt + prefill + completion; only the completion's
+    # positions carry -A * exp(logp - logp_sampler).
+    terms = []
+    for g, r in zip(groups, REWARDS, strict=True):
+        adv, _ = compute_advantages(r, "entropic")
+        for s, a in zip(g, adv, strict=True):
+            ids = torch.tensor([s.prompt_ids + s.completion_ids])
+            with torch.no_grad():
+                logp = torch.log_softmax(policy.model(input_ids=ids).logits[0].float(), -1)
+            p, k = len(s.prompt_ids), len(s.completion_ids)
+            own = logp[p - 1:p + k - 1].gather(1, ids[0, p:, None]).squeeze(1)
+            terms.append(-a * torch.exp(own - torch.tensor(s.logprobs)).sum())
+    assert metrics["loss"] == pytest.approx(torch.stack(terms).mean().item(), rel=1e-4)
+    assert metrics["tokens"] == sum(len(s.completion_ids) for g in groups for s in g)

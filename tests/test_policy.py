@@ -1,16 +1,9 @@
-"""Sampling backends: the real embedded model (slow) and a real local HTTP server."""
+"""The transformers sampling backend, with the real embedded model (HTTP: test_openai_backend)."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import torch
-
-from discover.policy_openai import EndpointError, OpenAIPolicy
 
 PROMPTS = ["Say hi.", "Write a Python function that returns the sum of a list of numbers."]
 N, NEW = 3, 16
@@ -135,104 +128,3 @@ def test_samples_through_a_model_swapped_in_later():
         with torch.no_grad():
             forced = sequence_logprobs(policy.model, s.prompt_ids, s.completion_ids)
         torch.testing.assert_close(forced, torch.tensor(s.logprobs), rtol=0, atol=1e-3)
-
-
-# ---------------------------------------------------------------- OpenAI-compatible endpoint
-
-class Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        srv = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        srv.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                             "body": body})
-        status = srv.statuses.pop(0) if srv.statuses else 200
-        if status != 200:
-            self._send(status, {"error": {"message": "the model fell over"}})
-            return
-        k = min(body["n"], srv.max_choices)
-        choices = [{
-            "index": i,
-            "message": {"role": "assistant", "content": f"s{body['seed']} c{i} ok"},
-            "logprobs": ({"content": [{"token": t, "logprob": -0.5 * (j + 1), "bytes": []}
-                                      for j, t in enumerate(["s", " c", " ok"])]}
-                         if srv.with_logprobs else None),
-            "finish_reason": "stop",
-        } for i in range(k)]
-        self._send(200, {"id": "x", "object": "chat.completion", "choices": choices,
-                         "usage": {"prompt_tokens": 5, "completion_tokens": 3 * k}})
-
-    def _send(self, status: int, obj: dict) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.requests, srv.statuses, srv.max_choices, srv.with_logprobs = [], [], 99, True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    srv.base_url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def test_openai_parses_choices_and_logprobs(server):
-    policy = OpenAIPolicy(server.base_url, "tiny", api_key="k123")
-    groups = policy.sample(["alpha", "beta"], 2, max_new_tokens=32, temperature=0.7, seed=5)
-    assert [[s.text for s in g] for g in groups] == [["s5 c0 ok", "s5 c1 ok"],
-                                                     ["s1005 c0 ok", "s1005 c1 ok"]]
-    assert all(s.logprobs == [-0.5, -1.0, -1.5] and s.version == 0 for g in groups for s in g)
-    assert policy.last_stats["tokens"] == 12
-    by_prompt = {r["body"]["messages"][-1]["content"]: r for r in server.requests}
-    assert sorted(by_prompt) == ["alpha", "beta"]
-    req = by_prompt["alpha"]
-    assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer k123"
-    assert req["body"]["messages"] == [{"role": "user", "content": "alpha"}]
-    assert {k: req["body"][k] for k in ("model", "n", "temperature", "max_tokens", "seed",
-                                        "logprobs")} == {
-        "model": "tiny", "n": 2, "temperature": 0.7, "max_tokens": 32, "seed": 5,
-        "logprobs": True}
-
-
-def test_openai_repeats_calls_when_server_ignores_n(server):
-    server.max_choices, server.with_logprobs = 1, False
-    policy = OpenAIPolicy(server.base_url, "tiny", api_key="")
-    [group] = policy.sample(["alpha"], 3, max_new_tokens=8, temperature=1.0, seed=0)
-    assert [s.text for s in group] == ["s0 c0 ok", "s1 c0 ok", "s2 c0 ok"]  # seed varies
-    assert all(s.logprobs == [] for s in group)  # none offered, none invented
-    assert [r["body"]["n"] for r in server.requests] == [3, 2, 1]
-    assert all(r["auth"] is None for r in server.requests)
-
-
-def test_openai_http_error_names_url_and_status(server):
-    server.statuses = [500]
-    policy = OpenAIPolicy(server.base_url, "tiny", max_retries=0)
-    with pytest.raises(EndpointError, match=r"127\.0\.0\.1:\d+/v1/chat/completions.*HTTP 500"):
-        policy.sample(["alpha"], 1, max_new_tokens=8, temperature=1.0, seed=0)
-
-
-def test_openai_retries_transient_failures(server):
-    server.statuses = [503]
-    policy = OpenAIPolicy(server.base_url, "tiny", max_retries=1)
-    [[s]] = policy.sample(["alpha"], 1, max_new_tokens=8, temperature=1.0, seed=0)
-    assert s.text == "s0 c0 ok" and len(server.requests) == 2
-
-
-def test_openai_unreachable_server_is_a_clear_error():
-    with socket.socket() as sock:  # a port nothing listens on once this socket is closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    policy = OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "tiny", max_retries=0, timeout_s=5)
-    with pytest.raises(EndpointError, match=f"127.0.0.1:{port}.*server up"):
-        policy.sample(["alpha"], 1, max_new_tokens=8, temperature=1.0, seed=0)
-    with pytest.raises(ValueError, match="http"):
-        OpenAIPolicy("localhost:8000/v1", "tiny")

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from discover.archive import Archive
+from discover.sandbox import isolation
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,10 @@ def test_run_records_every_candidate_and_best(tmp_path):
     assert a.count() == 1 + 2 * 2 * 2  # the initial state + steps x groups x group size
     assert a.integrity_check() == []
     assert len((rd / "metrics.jsonl").read_text().splitlines()) == 2
+    mode = isolation()["mode"]  # the scorers' level, recorded where a user finds it
+    assert a.get_meta("sandbox") and mode in a.get_meta("sandbox")[0]
+    first = (rd / "config.toml").read_text().splitlines()[0]
+    assert first.startswith("# sandbox") and mode in first, first
     best = run_cli("best", str(rd))
     assert best.returncode == 0 and "candidates" in best.stdout
 

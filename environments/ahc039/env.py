@@ -26,18 +26,21 @@ class AHC039Environment(ContestEnvironment):
         from matplotlib.patches import Polygon
 
         label, case = f"seed {self.case_seed}", problem.generate(self.case_seed)  # case 0
-        comp = compile_cpp(_source(artifact), self.compile_timeout_s)
+        comp = compile_cpp(_source(artifact), self.compile_timeout_s, self.sandbox_paths)
         if comp.binary is None:
             raise InvalidArtifact(f"the program does not compile: {comp.log[-300:]}")
         run = run_binary(comp.binary, problem.format_input(case).encode(), self.cpu_s,
-                         self.memory_mb)
+                         self.memory_mb, paths=self.sandbox_paths)
         if run.status != "ok":
             raise InvalidArtifact(f"the program failed on case {label}: {run.reason}")
-        poly = problem.parse_output(run.output)
-        score, a, b = problem.score_polygon(case, poly)
+        poly = problem.parse_output(run.output)  # None: an empty output, no net (score 1)
+        score, a, b = (problem.EMPTY_SCORE, 0, 0) if poly is None else \
+            problem.score_polygon(case, poly)
         ax.scatter(*case.mackerels.T, s=1, c="tab:blue", label="mackerel", rasterized=True)
         ax.scatter(*case.sardines.T, s=1, c="tab:red", label="sardine", rasterized=True)
-        ax.add_patch(Polygon(poly, closed=True, fill=False, edgecolor="black", linewidth=1.5))
+        if poly is not None:
+            ax.add_patch(Polygon(poly, closed=True, fill=False, edgecolor="black",
+                                 linewidth=1.5))
         ax.set(xlim=(0, problem.COORD_MAX), ylim=(0, problem.COORD_MAX), aspect="equal",
                title=f"case {label}: {a} mackerels - {b} sardines + 1 = {score}")
         ax.legend(loc="upper right", markerscale=6, fontsize=8)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from discover.environment import InvalidArtifact
+from environments.ahc_common import tester_parse
 
 N = 5000
 COORD_MAX = 100_000
@@ -90,28 +91,24 @@ def parse_input(text: str) -> Case:
 
 # --- outputs ----------------------------------------------------------------------------------
 
-def parse_output(text: str) -> np.ndarray:
-    """The last polygon of the output as an (m, 2) int64 array (only the last one counts)."""
-    tokens = text.split()
-    if not tokens:
-        raise InvalidArtifact("empty output: expected m followed by m vertices")
-    try:
-        nums = [int(t) for t in tokens]
-    except ValueError as e:
-        raise InvalidArtifact(f"output holds a token that is not an integer: {e}") from e
+def parse_output(text: str) -> np.ndarray | None:
+    """The last polygon of the output as an (m, 2) int64 array (only the last one counts), or
+    None for an empty output. Read as the official tester reads it (ahc_common.tester_parse):
+    every polygon's vertex count and coordinates are checked, an i64 each, in range."""
+    tokens = tester_parse.tokens(text)
     pos, last, count = 0, None, 0
-    while pos < len(nums):
-        m = nums[pos]
-        if not MIN_VERTICES <= m <= MAX_VERTICES:
-            raise InvalidArtifact(f"polygon {count}: vertex count {m} is outside "
-                                  f"[{MIN_VERTICES}, {MAX_VERTICES}]")
-        if pos + 1 + 2 * m > len(nums):
+    while pos < len(tokens):
+        m = tester_parse.integer(tokens[pos], f"polygon {count}: vertex count", signed=False,
+                                 lo=MIN_VERTICES, hi=MAX_VERTICES)
+        last = [tester_parse.integer(t, f"polygon {count}, vertex {k // 2}: "
+                                        f"{'xy'[k % 2]} coordinate", lo=0, hi=COORD_MAX)
+                for k, t in enumerate(tokens[pos + 1: pos + 1 + 2 * m])]  # in reading order
+        if len(last) < 2 * m:
             raise InvalidArtifact(f"polygon {count}: {m} vertices announced, "
-                                  f"{(len(nums) - pos - 1) // 2} given")
-        last = nums[pos + 1: pos + 1 + 2 * m]
+                                  f"{len(last) // 2} given")
         pos += 1 + 2 * m
         count += 1
-    return np.array(last, dtype=np.int64).reshape(-1, 2)
+    return None if last is None else np.array(last, dtype=np.int64).reshape(-1, 2)
 
 
 def check_polygon(poly: np.ndarray) -> None:
@@ -188,6 +185,10 @@ def score_polygon(case: Case, poly: np.ndarray) -> tuple[int, int, int]:
     return max(0, a - b + 1), a, b
 
 
+EMPTY_SCORE = 1  # no net: a = b = 0, as the official tester scores an empty output
+
+
 def score_output(case: Case, text: str) -> int:
     """The case score of a program's output; raises InvalidArtifact (a wrong answer)."""
-    return score_polygon(case, parse_output(text))[0]
+    poly = parse_output(text)
+    return EMPTY_SCORE if poly is None else score_polygon(case, poly)[0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from discover.environment import InvalidArtifact
+from environments.ahc_common import tester_parse
 
 N, L, T, K = 10, 4, 500, 1
 A_MAX = 100
@@ -77,27 +78,29 @@ def parse_input(text: str) -> Case:
 # --- outputs ----------------------------------------------------------------------------------
 
 def parse_output(case: Case, text: str) -> list[tuple[int, int] | None]:
-    """One action per turn: (level, id) to strengthen, or None. '#' lines are comments."""
+    """One action per turn: (level, id) to strengthen, or None (-1). Read as the official
+    tester reads it (ahc_common.tester_parse): the first T action lines count and later lines
+    are ignored; a level is compared by value ("-01" is -1), an id takes no minus sign.
+    Blank lines and '#' comment lines are skipped."""
     actions: list[tuple[int, int] | None] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    for lineno, raw in enumerate(tester_parse.lines(text), 1):
+        if len(actions) == case.turns:
+            break
+        line = tester_parse.trim(raw)
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
-        if parts == ["-1"]:
+        parts = tester_parse.tokens(line)
+        where = f"output line {lineno}"
+        i = tester_parse.integer(parts[0], f"{where}: level", lo=-1, hi=case.levels - 1)
+        if i == -1 and len(parts) == 1:
             actions.append(None)
             continue
-        try:
-            i, j = (int(p) for p in parts)
-        except ValueError:
-            raise InvalidArtifact(f"output line {lineno}: expected 'i j' or '-1', "
-                                  f"got {line[:40]!r}") from None
-        if not (0 <= i < case.levels and 0 <= j < case.n):
-            raise InvalidArtifact(f"output line {lineno}: machine level {i} id {j} does not "
-                                  f"exist (0 <= i < {case.levels}, 0 <= j < {case.n})")
+        if i == -1 or len(parts) != 2:
+            raise InvalidArtifact(f"{where}: expected 'i j' or '-1', got {line[:40]!r}")
+        j = tester_parse.integer(parts[1], f"{where}: id", signed=False, hi=case.n - 1)
         actions.append((i, j))
     if len(actions) != case.turns:
-        raise InvalidArtifact(f"expected exactly {case.turns} actions, got {len(actions)}")
+        raise InvalidArtifact(f"expected {case.turns} actions, got {len(actions)}")
     return actions
 
 

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from discover.sandbox import Limits, run_program
+from environments.ahc_common.tester_parse import decode
 
 CXX = ["g++", "-std=gnu++20", "-O2"]
 SOURCE, BINARY, ANSWER = "main.cpp", "prog", "out.txt"
@@ -42,24 +43,31 @@ class Compiled:
 @dataclass
 class CaseRun:
     status: str  # "ok" | "timeout" | "memory" | "crash" (discover.sandbox.RunResult.status)
-    output: str  # the program's stdout
+    raw: bytes  # the program's stdout
     stderr: str  # tail
     reason: str  # why it failed, in words ("" when ok)
     wall_s: float
+
+    @property
+    def output(self) -> str:
+        """stdout as text; InvalidArtifact (a wrong answer) if it is not strict UTF-8."""
+        return decode(self.raw)
 
 
 _cache: OrderedDict[str, bytes] = OrderedDict()  # sha256 of the source -> binary
 
 
-def compile_cpp(source: str, timeout_s: float = 60.0) -> Compiled:
-    """g++ -std=gnu++20 -O2 in the sandbox; the binary of a source seen before comes cached."""
-    key = hashlib.sha256(source.encode()).hexdigest()
+def compile_cpp(source: str, timeout_s: float = 60.0, paths: tuple[str, ...] = ()) -> Compiled:
+    """g++ -std=gnu++20 -O2 in the sandbox; the binary of a source seen before comes cached.
+    Sealed, the compiler sees the OS (its headers and libraries), its directory and `paths`
+    (the environment's sandbox_paths) only: an #include of any other host file fails."""
+    key = hashlib.sha256(repr((source, paths)).encode()).hexdigest()
     if key in _cache:
         _cache.move_to_end(key)
         return Compiled(_cache[key], None, "", 0.0)
     limits = Limits(wall_s=timeout_s, cpu_s=timeout_s, memory_mb=COMPILE_MEMORY_MB)
     res = run_program([*CXX, "-o", BINARY, SOURCE], {SOURCE: source.encode()}, limits,
-                      outputs=[BINARY])
+                      outputs=[BINARY], paths=paths)
     diagnostics = res.stderr.strip()[-LOG_CHARS:]
     if res.status == "timeout":
         return Compiled(None, "timeout", f"compilation exceeded {timeout_s:g} s\n{diagnostics}",
@@ -74,13 +82,13 @@ def compile_cpp(source: str, timeout_s: float = 60.0) -> Compiled:
 
 
 def run_binary(binary: bytes, stdin: bytes, cpu_s: float = 2.0, memory_mb: int = 1024,
-               wall_s: float | None = None) -> CaseRun:
+               wall_s: float | None = None, paths: tuple[str, ...] = ()) -> CaseRun:
     """Run a compiled program on one input; the limits are the contest's (CPU seconds)."""
     # Wall clock only catches a program that sleeps or blocks; CPU time is the contest's limit.
     limits = Limits(wall_s=wall_s or 3 * cpu_s + 2, cpu_s=cpu_s, memory_mb=memory_mb)
-    res = run_program(list(RUN_ARGV), {BINARY: binary}, limits, outputs=[ANSWER], stdin=stdin)
-    output = res.outputs.get(ANSWER, b"").decode("utf-8", errors="replace")
-    return CaseRun(res.status, output, res.stderr[-LOG_CHARS:],
+    res = run_program(list(RUN_ARGV), {BINARY: binary}, limits, outputs=[ANSWER], stdin=stdin,
+                      paths=paths)
+    return CaseRun(res.status, res.outputs.get(ANSWER, b""), res.stderr[-LOG_CHARS:],
                    _reason(res.status, res.returncode, cpu_s, memory_mb, limits.wall_s),
                    res.wall_s)
 

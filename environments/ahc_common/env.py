@@ -34,6 +34,9 @@ class ContestEnvironment(Environment):
 
     direction = "max"
     language = "cpp"
+    # g++, its headers and libstdc++ are the OS's (/usr, always readable when sealed); a C++
+    # program and its compiler need nothing else of the host.
+    sandbox_packages = ()
     time_budget_s = 2.0  # CPU seconds per case, as in the contest
     cpu_slots = 2  # = workers: the cases of one candidate run this many at a time
     max_code_chars = 6000  # of the parent's program shown in a prompt (head and tail kept)
@@ -159,7 +162,7 @@ class ContestEnvironment(Environment):
                       ) -> Evaluation:
         """Compile `source`, run it on `cases` (default: the case set) and score every output."""
         cases = self.case_set() if cases is None else cases
-        comp = compile_cpp(source, self.compile_timeout_s)
+        comp = compile_cpp(source, self.compile_timeout_s, self.sandbox_paths)
         if comp.binary is None:
             return self.failed(comp.failure, comp.log, stage="compile", compile_s=comp.wall_s)
         results = self._run_cases(comp.binary, cases)
@@ -191,7 +194,7 @@ class ContestEnvironment(Environment):
         failure the cases not yet started are dropped: one failure decides the candidate."""
         def one(case: Any) -> tuple[str, Any, CaseRun | None]:
             stdin = self._stdin.get(id(case)) or self.problem.format_input(case).encode()
-            run = run_binary(binary, stdin, self.cpu_s, self.memory_mb)
+            run = run_binary(binary, stdin, self.cpu_s, self.memory_mb, paths=self.sandbox_paths)
             if run.status != "ok":
                 return run.status, run.reason, run
             try:

@@ -37,7 +37,7 @@ def run_solve(env: Environment, program: str, parent: np.ndarray | None, seed: i
     """
     kwargs = {"parent": parent, "budget_s": float(budget_s), "seed": int(seed)}
     limits = Limits(wall_s=budget_s + WALL_MARGIN_S, memory_mb=memory_mb)
-    res = run_function(program, "solve", kwargs, limits)
+    res = run_function(program, "solve", kwargs, limits, env.sandbox_packages, env.sandbox_paths)
     if res.failure:
         return Solved(None, env.failed(res.failure, res.log, wall_s=res.wall_s), res.wall_s,
                       res.stdout)

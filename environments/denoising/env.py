@@ -203,7 +203,8 @@ class DenoisingEnvironment(Environment):
         limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb,
                         output_mb=out_mb, file_mb=max(64, 4 * out_mb))
         kwargs = {"X_train": train, "budget_s": self.time_budget_s, "seed": seed}
-        res = run_function(program, "denoise", kwargs, limits)
+        res = run_function(program, "denoise", kwargs, limits, self.sandbox_packages,
+                           self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log, wall_s=res.wall_s)
         try:  # the score is recomputed here from the returned matrix, never taken from the program

@@ -89,7 +89,8 @@ class ErdosEnvironment(Environment):
             np.asarray(_unwrap(parent_artifact), dtype=np.float64)
         kwargs = {"parent": parent, "budget_s": self.time_budget_s, "seed": int(seed)}
         limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb)
-        res = run_function(program, "solve", kwargs, limits)
+        res = run_function(program, "solve", kwargs, limits, self.sandbox_packages,
+                           self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log, wall_s=res.wall_s)
         value = res.value

@@ -1,11 +1,13 @@
 # EVOLVE-BLOCK-START
+K = 1  # how many values one move changes
+STEP = 0.1  # how far a move changes them at first (it shrinks over the budget)
+
+
 def propose(h, rng, t):
     """A changed copy of h; t runs from 0 to 1 over the time budget."""
-    k = 1  # how many values to change
-    step = 0.1 * (1 - t) + 0.01  # how far to move them
-    i = rng.integers(len(h), size=k)
+    i = rng.integers(len(h), size=K)
     h = h.copy()
-    h[i] += rng.normal(0, step, size=k)
+    h[i] += rng.normal(0, STEP * (1 - t) + 0.01, size=K)
     return h
 # EVOLVE-BLOCK-END
 

@@ -91,7 +91,8 @@ class ToyEnvironment(Environment):
         return True
 
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
-        res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024))
+        res = run_function(program, "solve", {}, Limits(wall_s=self.time_budget_s, memory_mb=1024),
+                           self.sandbox_packages, self.sandbox_paths)
         if res.failure:
             return self.failed(res.failure, res.log)
         try:

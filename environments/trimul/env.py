@@ -66,6 +66,11 @@ class TriMulEnvironment(Environment):
     target = RECORDS_US["TTT-Discover, H100"]
     entry = "custom_kernel(data)"
     max_code_chars = 6000
+    # triton where installed (GPU builds); torch brings sympy, jinja2, ... (its requirements).
+    sandbox_packages = ("numpy", "torch", "triton")
+    # /sys: CPU topology (torch's cpuinfo) and the PCI/NUMA data the CUDA driver reads;
+    # /dev/nvidia*: the GPU's device files, where there is one (none match on a CPU machine).
+    sandbox_paths = ("/sys", "/dev/nvidia*")
 
     def __init__(self, mode: str | None = None, retimes: int = 2, wall_s: float | None = None,
                  max_n: int = 32, recheck_mb: int = 16, warmup: int = 2, min_repeats: int = 3,
@@ -318,7 +323,8 @@ class TriMulEnvironment(Environment):
                         max_procs=self.max_procs, file_mb=max(256, (self.recheck_bytes >> 20) + 8),
                         output_mb=(self.recheck_bytes >> 20) + 8)
         res = run_program([sys.executable, "-s", "-B", "main.py"], files, limits,
-                          outputs=["result.json", "outputs.npz"])
+                          outputs=["result.json", "outputs.npz"],
+                          packages=self.sandbox_packages, paths=self.sandbox_paths)
         return res, _result(res, job["nonce"])
 
     def job(self, seed: int, tests: bool = True) -> dict:
