@@ -102,8 +102,8 @@ class Environment:
         """The target to beat, as the prompt states it ("" when there is none)."""
         if self.target is None:
             return ""
-        return f"{self.score_name} {'<' if self.direction == 'min' else '>'} {self.target:g} " \
-               "(the record)"
+        return f"{self.score_name} {'<' if self.direction == 'min' else '>'} " \
+               f"{self.target:.10g} (the record)"  # every digit: records differ in the 7th
 
     def format_score(self, score: float | None) -> str:
         return "none" if score is None else f"{score:.10g}"

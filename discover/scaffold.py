@@ -22,7 +22,7 @@ dependencies = ["discover", "numpy"]
 packages = ["discover_{pkg}"]
 
 [tool.setuptools.package-data]
-discover_{pkg} = ["prompt.md"]
+discover_{pkg} = ["prompt.md", "starter.py"]
 '''
 
 PROMPT = '''Choose n numbers x_1..x_n in [0, 1] (1 <= n <= 1000) to MAXIMISE
@@ -33,17 +33,19 @@ of numbers in [0, 1]. `parent` is the best solution so far (a numpy array) or No
 available. It must finish within budget_s seconds.
 '''
 
-ENV = '''"""The {name} environment. Replace the problem, scoring and prompt with your own."""
+ENV = '''"""The {name} environment. Replace the problem, scoring, prompt and starter."""
 
 from pathlib import Path
 
 import numpy as np
 
 from discover.environment import Environment as Base
-from discover.environment import Evaluation, InvalidArtifact, Parent
+from discover.environment import Evaluation, InvalidArtifact
 from discover.sandbox import Limits, run_function
 
-STATEMENT = (Path(__file__).parent / "prompt.md").read_text()
+HERE = Path(__file__).parent
+STATEMENT = (HERE / "prompt.md").read_text()
+STARTER = (HERE / "starter.py").read_text()
 
 
 class Environment(Base):
@@ -51,23 +53,35 @@ class Environment(Base):
     direction = "max"
     language = "python"
     time_budget_s = 5.0
-    target = None
+    target = None  # the record to beat, when there is one
+    score_name = "score"  # what prompts call the score
+    entry = "solve(parent, budget_s, seed)"
     sandbox_packages = ("numpy",)  # all a candidate may import (the sandbox hides the rest)
 
+    # --- what the model sees: the framework renders the prompt from these parts
     def statement(self) -> str:
         return STATEMENT
 
-    def render_prompt(self, parent: Parent) -> str:
-        code = parent.code or "(none yet: start from scratch)"
-        return (f"{{STATEMENT}}\\nCurrent best program (score {{parent.score}}):\\n"
-                f"```python\\n{{code}}\\n```\\nImprove it. Answer with one ```python block.")
+    def handoff(self, artifact) -> str:
+        n = 0 if artifact is None else len(artifact)
+        return f"Your solve() receives the parent's x as `parent` (a numpy array of {{n}} values)."
 
+    def summarize(self, artifact) -> str:
+        return f"a starting list of {{len(artifact)}} numbers"
+
+    def starter_program(self) -> str:
+        # A simple program that improves its parent; every initial state runs it once, so the
+        # first prompt shows a working program. Its EVOLVE-BLOCK is what the model rewrites.
+        return STARTER
+
+    # --- the search's starting points
     def initial_artifacts(self, count, seed, init_file=None):
         if init_file:
             return [self.load_artifact(init_file)]
         rng = np.random.default_rng(seed)
         return [rng.uniform(0, 1, 10).tolist() for _ in range(count)]
 
+    # --- scoring
     def score_artifact(self, artifact) -> float:
         try:
             x = np.asarray(artifact, dtype=np.float64)
@@ -94,6 +108,36 @@ class Environment(Base):
         return Evaluation(ok=True, score=score, reward=score, artifact=art, log=res.stdout[-500:])
 '''
 
+STARTER = '''# EVOLVE-BLOCK-START
+def propose(x, rng):  # a changed copy of x
+    k = 1  # how many values to change
+    step = 0.1  # how far to move them
+    i = rng.integers(len(x), size=k)
+    x = x.copy()
+    x[i] += rng.normal(0, step, size=k)
+    return x
+# EVOLVE-BLOCK-END
+
+import time
+
+import numpy as np
+
+
+def score(x):
+    return x.sum() - 2 * np.sum(x[:-1] * x[1:])
+
+
+def solve(parent, budget_s, seed):
+    rng = np.random.default_rng(seed)
+    x = np.full(10, 0.5) if parent is None else parent
+    start = time.time()
+    while time.time() - start < budget_s / 2:
+        trial = np.clip(propose(x, rng), 0, 1)
+        if score(trial) > score(x):  # keep improvements only
+            x = trial
+    return x
+'''
+
 TEST = '''from discover.environment import load_environment, registered
 
 GOOD = """
@@ -112,6 +156,13 @@ def test_verify_and_refuse():
     assert env.verify([1.0, 0.0, 1.0]).score == 2.0
     bad = env.verify([2.0])
     assert not bad.ok and "within [0, 1]" in bad.log
+
+
+def test_the_starter_improves_its_parent():
+    env = load_environment("{name}")
+    (start,) = env.initial_artifacts(1, seed=0)
+    ev = env.evaluate(env.starter_program(), start, seed=0)
+    assert ev.ok and ev.score > env.verify(start).score
 
 
 def test_evaluate_in_sandbox():
@@ -136,5 +187,6 @@ def write_skeleton(name: str, where: Path) -> Path:
     (root / "pyproject.toml").write_text(PYPROJECT.format(name=name, pkg=name))
     (pkg / "__init__.py").write_text(ENV.format(name=name))
     (pkg / "prompt.md").write_text(PROMPT)
+    (pkg / "starter.py").write_text(STARTER)
     (root / "tests" / f"test_{name}.py").write_text(TEST.format(name=name))
     return root

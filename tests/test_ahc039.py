@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discover.environment import InvalidArtifact, load_environment
+from discover import prompt
+from discover.environment import InvalidArtifact, Parent, load_environment
 from environments.ahc039 import AHC039Environment
 from environments.ahc039.problem import (
     COORD_MAX,
@@ -286,6 +287,21 @@ def test_cli_verify_prints_the_total(tmp_path, baseline):
     total = float(res.stdout.strip())
     want = load_environment("ahc039").verify(baseline)  # the default case set (4 cases)
     assert total == want.score and len(want.metrics["case_scores"]) == 4
+
+
+def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
+    """The editable block holds constants that matter: the model's answer is the block alone,
+    spliced into the parent program."""
+    source = baseline
+    parent = Parent(code=None, artifact=source, score=None, parent_score=None)
+    block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
+    old, new = "constexpr int S = 500;", "constexpr int S = 250;"
+    answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
+    program = prompt.program(env, parent, answer)
+    assert program == source.replace(old, new)
+    before, after = env.verify(source), env.evaluate(program, source, seed=0)
+    assert before.ok and after.ok, after.log
+    assert after.score > before.score
 
 
 def test_cli_verify_names_a_coordinate_beyond_64_bits(tmp_path):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from discover.environment import InvalidArtifact
+from discover import prompt
+from discover.environment import InvalidArtifact, Parent
 from environments.ahc058 import AHC058Environment
 from environments.ahc058.problem import (
     A_MAX,
@@ -205,3 +206,19 @@ def test_environment_runs_the_baseline(env, baseline):
     assert ev.score == sum(ev.metrics["case_scores"]) and ev.reward == ev.score / 2
     assert all(s > 2_000_000 for s in ev.metrics["case_scores"])  # > 2^20 apples a case
     assert "final apples" in ev.log  # the stderr tail that the next prompt shows
+
+
+def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
+    """The editable block holds constants that matter: the model's answer is the block alone,
+    spliced into the parent program."""
+    source, _ = baseline
+    parent = Parent(code=None, artifact=source, score=None, parent_score=None)
+    block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
+    old, new = "const double DISCOUNT = 1.0;", "const double DISCOUNT = 0.9;"
+    answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
+    program = prompt.program(env, parent, answer)
+    assert program == source.replace(old, new)
+    before, after = env.verify(source), env.evaluate(program, source, seed=0)
+    assert before.ok and after.ok, after.log
+    assert after.score > before.score
+

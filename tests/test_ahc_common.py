@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from discover import sandbox
+from discover import prompt, sandbox
 from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent, load_environment
 from environments.ahc058 import AHC058Environment
 from environments.ahc058 import problem as p58
@@ -189,8 +189,22 @@ def test_options_are_checked():
 def test_prompt_shows_parent_scores_and_target(env):
     text = env.render_prompt(Parent(code=idle(), artifact=idle(), score=9_000_000.0,
                                     parent_score=6_000_000.0, stdout="final apples: 12"))
-    assert "6,000,000 -> 9,000,000" in text and "mean per case 3,000,000.0" in text
+    assert "total over 3 cases: 6,000,000 -> 9,000,000" in text
     assert "```cpp" in text and 'puts("-1")' in text and "final apples: 12" in text
     assert "848,414,228" in text and "1 s CPU" in text
+    assert "a total above 16,968,285 over these 3 cases, i.e. a mean above 5,656,095 per case" \
+        in text  # the target is read per case too
+    assert "Write an improved program with a higher total over 3 cases" in text
+    # an initial state's artefact is its program, shown as the parent program
     start = env.render_prompt(Parent(code=None, artifact=idle(), score=0.0, parent_score=None))
-    assert "Starting program" in start and "none -> 0" in start
+    assert 'puts("-1")' in start and "none -> 0" in start
+
+
+def test_the_baseline_is_the_starter_and_marks_its_block(env):
+    base = env.baseline_file.read_text()
+    assert env.starter_program() == base == env.program_of(base)
+    assert env.program_of({"program": base}) is None
+    parent = Parent(code=None, artifact=base, score=1.0, parent_score=None)
+    assert prompt.prefill(env, parent) == "```cpp\n// EVOLVE-BLOCK-START\n"
+    assert "Rewrite the part between `// EVOLVE-BLOCK-START`" in env.render_prompt(parent)
+    assert base.index("#include") < base.index("EVOLVE-BLOCK-START") < base.index("int main")

@@ -205,10 +205,25 @@ def test_render_prompt(ac1, ac2):
         assert part in text
     text = ac2.render_prompt(Parent(code=None, artifact=[1.0] * 600, score=0.6,
                                     parent_score=None))
-    assert "starting construction, C = 0.6" in text and "0.9610211" in text
+    assert "a starting sequence of n=600 values, C = 0.6" in text and "0.9610211" in text
     assert "n=600" in text and "higher" in text
     empty = ac1.render_prompt(Parent(code=None, artifact=None, score=None, parent_score=None))
     assert "no parent yet" in empty and "(None)" in empty
+
+
+@pytest.mark.parametrize("name", ["ac1", "ac2"])
+def test_the_starter_improves_an_initial_construction(name, ac1, ac2):
+    env = {"ac1": ac1, "ac2": ac2}[name]
+    (start,) = env.initial_artifacts(1, seed=5)
+    before = env.verify(start)
+    ev = env.evaluate(env.starter_program(), before.artifact, seed=0)
+    assert ev.ok and env.better(ev.score, before.score) and len(ev.artifact) == len(start)
+    # what the model is asked to rewrite comes first, and the prompt shows it whole
+    starter = env.starter_program()
+    assert starter.startswith("# EVOLVE-BLOCK-START\ndef propose(a, rng, t):")
+    text = env.render_prompt(Parent(code=starter, artifact=ev.artifact, score=ev.score,
+                                    parent_score=before.score))
+    assert starter.strip() in text and "Rewrite the part between" in text
 
 
 def test_registered_and_options():

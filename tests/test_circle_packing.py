@@ -191,6 +191,30 @@ def test_render_prompt(env26):
     assert "Place 32 circles" in CirclePacking32().statement()
 
 
+@pytest.mark.parametrize("n", [26, 32])
+def test_the_starter_improves_an_initial_packing(n):
+    env = load_environment(f"circle_packing_{n}", time_budget_s=1)
+    (start,) = env.initial_artifacts(1, seed=4)
+    before = env.verify(start)
+    ev = env.evaluate(env.starter_program(), before.artifact, seed=0)
+    assert ev.ok and ev.score > before.score + 0.1, (ev.log, ev.score, before.score)
+    assert env.starter_program().startswith("# EVOLVE-BLOCK-START\ndef propose(c, rng, t):")
+
+
+def test_the_starters_repair_is_exactly_feasible_whatever_the_centres():
+    ns = {}
+    exec(CirclePacking26().starter_program(), ns)  # our own code: no sandbox needed
+    rng = np.random.default_rng(0)
+    cases = [np.array(FLOAT_SAYS_DISJOINT), np.array(FLOAT_SAYS_OVERLAP),
+             np.tile([0.5, 0.5, 0.3], (5, 1)),  # every circle on one centre
+             np.array([[0.0, 0.3, 0.2], [1.0, 1.2, 0.1], [-0.5, 0.5, 0.0]]),  # on, off the walls
+             *(np.column_stack([rng.uniform(-0.1, 1.1, (26, 2)), rng.uniform(0, 0.3, 26)])
+               for _ in range(20))]
+    for c in cases:
+        fixed = ns["repair"](c)
+        assert violations(fixed) == [] and fixed[:, 2].min() >= 0
+
+
 def test_registered():
     env = load_environment("circle_packing_32", time_budget_s=3)
     assert isinstance(env, CirclePacking32) and env.n == 32 and env.time_budget_s == 3.0

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from discover import prompt
 from discover.environment import InvalidArtifact, Parent, load_environment
 from environments.denoising import (
     Anchors,
@@ -249,6 +250,23 @@ README_SCORES = {"low_rank": 0.6089, "magic": 0.5726}  # README.md, split_seed 0
 
 
 @pytest.mark.skipif(not HAVE_CELLTYPIST, reason="needs `pip install --no-deps celltypist`")
+def test_the_magic_baseline_is_the_starter_and_its_knobs_matter(env, magic_eval):
+    (art,) = env.initial_artifacts(1, seed=3)
+    assert env.starter_program() == env.program_of(art) == baseline_program("magic")
+    assert env.program_of(magic_eval.artifact) == baseline_program("magic")
+    parent = Parent(code=None, artifact=art, score=magic_eval.score, parent_score=None)
+    assert prompt.prefill(env, parent) == "```python\n# EVOLVE-BLOCK-START\n"
+    # the model answers with the block; one changed constant, spliced in, scores higher
+    start = env.starter_program()
+    block = start[start.index("\n") + 1:start.index("# EVOLVE-BLOCK-END")]
+    answer = "```python\n# EVOLVE-BLOCK-START\n" + block.replace("DECAY = 1.0", "DECAY = 2.0") \
+        + "# EVOLVE-BLOCK-END\n```"
+    program = prompt.program(env, parent, answer)
+    assert program == start.replace("DECAY = 1.0", "DECAY = 2.0")
+    ev = env.evaluate(program, art, seed=3)
+    assert ev.ok and ev.score > magic_eval.score
+
+
 def test_default_data_parse_cache_and_baselines(tmp_path, monkeypatch):
     monkeypatch.setenv("DISCOVER_HOME", str(tmp_path))
     counts = dataset.load_celltypist()  # parses the CSV and writes the cache

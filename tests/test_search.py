@@ -112,7 +112,7 @@ def test_new_env_skeleton_installs_and_passes(tmp_path):
                         str(pkg / "tests")], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=300)
     assert t.returncode == 0, t.stdout[-3000:]
-    assert "3 passed" in t.stdout
+    assert "4 passed" in t.stdout
 
 
 def test_unknown_environment_is_refused(tmp_path):

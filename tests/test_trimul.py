@@ -222,6 +222,8 @@ def test_initial_state_and_prompt(env, tmp_path):
     assert "custom_kernel(data)" in text and "def custom_kernel" in text
     assert "checks correctness only" in text and "none -> pass" in text
     assert "all 25 configurations pass" in text
+    assert env.starter_program() == env.program_of(art) == program_source("reference_kernel")
+    assert "Target to beat" not in text  # correctness mode has no time to beat
     f = tmp_path / "k.py"
     f.write_text("def custom_kernel(data):\n    return data[0]\n")
     assert env.load_artifact(f) == {"program": f.read_text(), "seed": 0}

@@ -3,9 +3,12 @@
 // sum (Kadane's algorithm over every pair of rows), and output its four corners.
 #include <bits/stdc++.h>
 using namespace std;
+// EVOLVE-BLOCK-START
+constexpr int S = 500;  // grid cell size: the net's corners lie on multiples of S
+// EVOLVE-BLOCK-END
 
 int main() {
-    const int MAXC = 100000, S = 500, G = MAXC / S;  // cell k covers [k*S, k*S + S - 1]
+    const int MAXC = 100000, G = MAXC / S;  // cell k covers [k*S, k*S + S - 1]
     int n;
     if (scanf("%d", &n) != 1) return 1;
     vector<vector<int>> w(G, vector<int>(G, 0));  // w[y][x]

@@ -5,6 +5,10 @@
 // option once it is affordable; do nothing while saving for it.
 #include <bits/stdc++.h>
 using namespace std;
+// EVOLVE-BLOCK-START
+const double DISCOUNT = 1.0;  // per turn spent saving up: below 1 prefers options bought sooner
+const double HORIZON = 1.0;  // share of the turns left that an option is counted to earn over
+// EVOLVE-BLOCK-END
 typedef __int128 big;
 
 string str(big v) {  // printf has no __int128
@@ -38,7 +42,7 @@ int main() {
                     if (income == 0) continue;
                     wait = ceil((double)(cost - apples) / (double)income);
                 }
-                double rem = T - t - wait;
+                double rem = (T - t - wait) * HORIZON;
                 if (rem <= i) continue;
                 // one more power adds B[i][j] per turn at level i-1; chain down to apples:
                 // sum over the turns left of the level-by-level products ~ rem^(i+1)/(i+1)!
@@ -47,7 +51,7 @@ int main() {
                 double turns = 1;
                 for (int k = 0; k <= i; k++) turns *= (rem - k) / (k + 1);
                 gain *= turns;
-                double ratio = gain / (double)cost;
+                double ratio = gain / (double)cost * pow(DISCOUNT, wait);
                 if (ratio > 1.0 && ratio > bestRatio) { bestRatio = ratio; bi = i; bj = j; }
             }
         bool buy = bi >= 0 && (big)C[bi][bj] * (P[bi][bj] + 1) <= apples;

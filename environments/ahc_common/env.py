@@ -19,11 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from environments.ahc_common.cpp import CaseRun, compile_cpp, run_binary
 
 CONTEST_CASES = 150  # the published totals are sums over this many hidden cases
-MAX_CODE_CHARS = 6000  # of the parent's program shown in a prompt (head and tail kept)
 STDERR_CHARS = 300
 SOURCE_KEYS = ("code", "program", "source", "artifact")  # accepted wrappers in a JSON file
 OPTIONS = ("cases", "case_seed", "workers", "cpu_s", "memory_mb", "compile_timeout_s")
@@ -40,6 +39,7 @@ class ContestEnvironment(Environment):
     sandbox_packages = ()
     time_budget_s = 2.0  # CPU seconds per case, as in the contest
     cpu_slots = 2  # = workers: the cases of one candidate run this many at a time
+    max_code_chars = 6000  # of the parent's program shown in a prompt (head and tail kept)
     problem: ClassVar[ModuleType]
     prompt_file: ClassVar[Path]
     baseline_file: ClassVar[Path]
@@ -69,6 +69,7 @@ class ContestEnvironment(Environment):
         self.time_budget_s = self.cpu_s
         best = max(self.published.values()) if self.published else None
         self.target = None if best is None else best * cases / CONTEST_CASES
+        self.score_name = f"total over {cases} cases"
         self._case_set: list[tuple[str, Any]] | None = None
         self._stdin: dict[int, bytes] = {}  # id(case) -> its input text, for the case set
 
@@ -90,29 +91,24 @@ class ContestEnvironment(Environment):
                 f"It is run on {self.cases}\ngenerated test cases; a compile error, time limit, "
                 "runtime error or invalid answer\non any case scores the program as failed.")
 
-    def render_prompt(self, parent: Parent) -> str:
-        parts = [self.statement(), ""]
-        code = parent.code or (parent.artifact if isinstance(parent.artifact, str) else None)
-        if code:
-            head = "Parent program" if parent.code else "Starting program"
-            parts += [f"{head} (total over {self.cases} cases: {_fmt(parent.parent_score)} -> "
-                      f"{_fmt(parent.score)}; mean per case {self._mean(parent.score)}):",
-                      "```cpp", _truncate(code.strip()), "```"]
-            tail = (parent.stdout or "").strip()[-STDERR_CHARS:]
-            if tail:
-                parts += ["Its run log ended with:", tail]
-        else:
-            parts.append("There is no parent program yet: write one from scratch.")
-        if self.target is not None:
-            named = ", ".join(f"{who} {total:,}" for who, total in self.published.items())
-            parts += ["", f"Target: a total above {self.target:,.0f} over these {self.cases} "
-                          f"cases, i.e. a mean above {self.target / self.cases:,.0f} per case "
-                          f"(published totals over {CONTEST_CASES} cases: {named})."]
-        parts.append("Write an improved program. Answer with one ```cpp code block.")
-        return "\n".join(parts)
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        named = ", ".join(f"{who} {total:,}" for who, total in self.published.items())
+        return (f"a total above {self.target:,.0f} over these {self.cases} cases, i.e. a mean "
+                f"above {self.target / self.cases:,.0f} per case (published totals over "
+                f"{CONTEST_CASES} cases: {named})")
 
-    def _mean(self, score: float | None) -> str:
-        return "none" if score is None else f"{score / self.cases:,.1f}"
+    def format_score(self, score: float | None) -> str:
+        return "none" if score is None else f"{score:,.0f}"
+
+    def starter_program(self) -> str:
+        """The shipped baseline.cpp; its editable block holds its few tuning constants."""
+        return self.baseline_file.read_text()
+
+    def program_of(self, artifact: Any) -> str | None:
+        """A candidate's artefact is its source: each initial state is its own starter."""
+        return artifact if isinstance(artifact, str) else None
 
     # --- the search's starting points -----------------------------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
@@ -231,15 +227,3 @@ def _source(artifact: Any) -> str:
     if not artifact.strip():
         raise InvalidArtifact("the program source is empty")
     return artifact
-
-
-def _fmt(score: float | None) -> str:
-    return "none" if score is None else f"{score:,.0f}"
-
-
-def _truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
-    """Keep the head (includes, data structures) and the tail (main) of a long program."""
-    if len(code) <= limit:
-        return code
-    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
-    return f"{head}\n// ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"

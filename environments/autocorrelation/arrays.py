@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from discover.sandbox import Limits, run_function
 
 WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
-MAX_CODE_CHARS = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
 STDOUT_CHARS = 300
 
 
@@ -81,35 +80,3 @@ def unwrap(data: Any, keys: tuple[str, ...]) -> Any:
         raise InvalidArtifact(f"a JSON object needs one of the keys {', '.join(keys)}; "
                               f"got {', '.join(map(str, data)) or 'none'}")
     return data
-
-
-def render_prompt(statement: str, parent: Parent, measure: str, target: str,
-                  handed: str, ask: str) -> str:
-    """The improvement prompt: statement, the parent's code with "before -> after" scores and
-    its stdout tail, the target, and how the parent's artefact reaches the new program."""
-    parts = [statement, ""]
-    if parent.code:
-        parts += [f"Parent program ({measure}: {fmt(parent.parent_score)} -> "
-                  f"{fmt(parent.score)}):", "```python", truncate(parent.code.strip()), "```"]
-        tail = (parent.stdout or "").strip()[-STDOUT_CHARS:]
-        if tail:
-            parts += ["Its output ended with:", tail]
-    elif parent.artifact is not None:
-        parts.append(f"Parent: a starting construction, {measure} = {fmt(parent.score)}.")
-    else:
-        parts.append("There is no parent yet: start from scratch.")
-    parts += ["", f"Target to beat: {target}. Your solve() receives the parent's construction "
-              f"as `parent` ({handed}).", ask, "Answer with one ```python code block."]
-    return "\n".join(parts)
-
-
-def fmt(score: float | None) -> str:
-    return "none" if score is None else f"{score:.10g}"
-
-
-def truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
-    """Keep the head and the tail of a long program (where imports and the return live)."""
-    if len(code) <= limit:
-        return code
-    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
-    return f"{head}\n# ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"

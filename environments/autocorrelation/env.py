@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from environments.autocorrelation import arrays, scoring
 
 ARTIFACT_KEYS = ("sequence", "values", "heights", "artifact")  # accepted wrappers of a list
@@ -26,9 +26,10 @@ class AutocorrelationEnvironment(Environment):
     language = "python"
     time_budget_s = 10.0
     cpu_slots = 1
+    entry = "solve(parent, budget_s, seed)"
+    max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
     prompt_file: ClassVar[str] = ""
-    measure: ClassVar[str] = ""  # what the score is called in prompts
-    target_text: ClassVar[str] = ""
+    starter_file: ClassVar[str] = ""
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  **options: Any) -> None:
@@ -41,6 +42,7 @@ class AutocorrelationEnvironment(Environment):
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)
         self._statement = (HERE / self.prompt_file).read_text().strip()
+        self._starter = (HERE / self.starter_file).read_text()
 
     def score_values(self, values: Any) -> float:
         raise NotImplementedError
@@ -49,17 +51,18 @@ class AutocorrelationEnvironment(Environment):
     def statement(self) -> str:
         return self._statement
 
-    def render_prompt(self, parent: Parent) -> str:
-        try:
-            n = len(parent.artifact)
-        except TypeError:  # None: no parent construction
-            n = 0
+    def handoff(self, artifact: Any) -> str:
+        n = _length(artifact)
         handed = f"a numpy array of n={n} values" if n else "None"
-        better = "lower" if self.direction == "min" else "higher"
-        return arrays.render_prompt(
-            self._statement, parent, self.measure, self.target_text, handed,
-            f"Write an improved solve(parent, budget_s, seed) that returns a {better} "
-            f"{self.measure}.")
+        return f"Your solve() receives the parent's sequence as `parent` ({handed})."
+
+    def summarize(self, artifact: Any) -> str:
+        return f"a starting sequence of n={_length(artifact)} values"
+
+    def starter_program(self) -> str:
+        """Random local moves on the heights that keep improvements (the editable block,
+        `propose`, says which moves)."""
+        return self._starter
 
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
@@ -80,7 +83,7 @@ class AutocorrelationEnvironment(Environment):
         f = np.asarray(arrays.unwrap(artifact, ARTIFACT_KEYS), dtype=np.float64)
         ax.stairs(f, np.arange(len(f) + 1), fill=True, alpha=0.35)
         ax.set(xlim=(0, len(f)), xlabel="index", ylabel="value",
-               title=f"sequence, n = {len(f)}, {self.measure} = {score:.10g}")
+               title=f"sequence, n = {len(f)}, {self.score_name} = {score:.10g}")
         return True
 
     # --- scoring --------------------------------------------------------------
@@ -140,8 +143,8 @@ class AC1Environment(AutocorrelationEnvironment):
     direction = "min"
     target = 1.5028629  # TTT-Discover, n = 30000 (1.502862898255826 recomputed)
     prompt_file = "prompt_ac1.md"
-    measure = "bound"
-    target_text = f"bound < {target} (the record)"
+    starter_file = "starter_ac1.py"
+    score_name = "bound"
 
     def score_values(self, values: Any) -> float:
         return scoring.score_ac1(values)
@@ -159,8 +162,8 @@ class AC2Environment(AutocorrelationEnvironment):
     direction = "max"
     target = 0.9610211  # AlphaEvolve v2, n = 50000 (0.9610210777840245 recomputed)
     prompt_file = "prompt_ac2.md"
-    measure = "C"
-    target_text = f"C > {target} (the record)"
+    starter_file = "starter_ac2.py"
+    score_name = "C"
 
     def score_values(self, values: Any) -> float:
         return scoring.score_ac2(values)
@@ -168,3 +171,10 @@ class AC2Environment(AutocorrelationEnvironment):
     @property
     def failure_reward(self) -> float:
         return -1.0  # valid rewards are C in (0, 1]
+
+
+def _length(artifact: Any) -> int:
+    try:
+        return len(artifact)
+    except TypeError:  # None: no parent construction
+        return 0

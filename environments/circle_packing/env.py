@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import Environment, Evaluation, InvalidArtifact
 from environments.autocorrelation import arrays
 from environments.circle_packing import scoring
 
 ARTIFACT_KEYS = ("circles", "artifact")  # {"circles": [[x, y, r], ...]} as in the references
 PROMPT = (Path(__file__).parent / "prompt.md").read_text().strip()
+STARTER = (Path(__file__).parent / "starter.py").read_text()
 SHRINK = 1 - 1e-6  # random starts leave this slack, far above float rounding
 
 
@@ -30,6 +31,9 @@ class CirclePackingEnvironment(Environment):
     language = "python"
     time_budget_s = 10.0
     cpu_slots = 1
+    score_name = "sum of radii"
+    entry = "solve(parent, budget_s, seed)"
+    max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  **options: Any) -> None:
@@ -51,13 +55,18 @@ class CirclePackingEnvironment(Environment):
     def statement(self) -> str:
         return self._statement
 
-    def render_prompt(self, parent: Parent) -> str:
-        handed = f"a numpy array of shape ({self.n}, 3)" if parent.artifact is not None \
-            else "None"
-        return arrays.render_prompt(
-            self._statement, parent, "sum of radii", f"sum of radii > {self.target} (the record)",
-            handed, "Write an improved solve(parent, budget_s, seed) that returns a larger sum "
-            "of radii.")
+    def handoff(self, artifact: Any) -> str:
+        handed = "None" if artifact is None else f"a numpy array of shape ({self.n}, 3)"
+        return f"Your solve() receives the parent's circles as `parent` ({handed})."
+
+    def summarize(self, artifact: Any) -> str:
+        return f"a starting packing of {self.n} circles"
+
+    def starter_program(self) -> str:
+        """Jitter and repair: move a circle a little, make every circle as large as the others
+        allow (exactly feasible), keep improvements (the editable block, `propose`, says which
+        moves)."""
+        return STARTER
 
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.environment import FAILURE_KINDS, Environment, Evaluation, InvalidArtifact, Parent
+from discover.environment import FAILURE_KINDS, Environment, Evaluation, InvalidArtifact
 from discover.sandbox import Limits, RunResult, run_program
 from environments.trimul import configs, reference
 from environments.trimul.configs import Spec
@@ -39,7 +39,6 @@ MODES = ("timed", "correctness")
 RECORDS_US = {"TTT-Discover, H100": 1161.0, "best human, H100": 1371.0,
               "TTT-Discover, A100": 2198.0}
 TIMED_FAILURE_REWARD = -30.0  # reward = -ln(µs); a run is killed long before e^30 µs (124 days)
-MAX_CODE_CHARS = 6000
 LOG_TAIL_CHARS = 1500
 NO_CUDA = ("trimul: mode 'timed' needs a CUDA device, and torch.cuda.is_available() is False "
            "on this machine, so kernel times cannot be measured here. Run on a machine with an "
@@ -65,6 +64,8 @@ class TriMulEnvironment(Environment):
     cpu_slots = 1
     gpus = 1.0  # timed mode: one GPU per evaluation, so timings never share a device
     target = RECORDS_US["TTT-Discover, H100"]
+    entry = "custom_kernel(data)"
+    max_code_chars = 6000
     # triton where installed (GPU builds); torch brings sympy, jinja2, ... (its requirements).
     sandbox_packages = ("numpy", "torch", "triton")
     # /sys: CPU topology (torch's cpuinfo) and the PCI/NUMA data the CUDA driver reads;
@@ -114,6 +115,7 @@ class TriMulEnvironment(Environment):
                          max_bench_wall_s=max_bench_wall_s, memory_mb=memory_mb,
                          max_procs=max_procs)
         self.mode, self.retimes, self.wall_s = mode, retimes, float(wall_s)
+        self.score_name = "time" if mode == "timed" else "correctness"
         self.time_budget_s = self.wall_s
         self.recheck_bytes = recheck_mb << 20
         self.memory_mb, self.max_procs = memory_mb, max_procs
@@ -170,33 +172,25 @@ class TriMulEnvironment(Environment):
                 "interpreter).")
         return PROMPT.format(mode_text=mode_text)
 
-    def render_prompt(self, parent: Parent) -> str:
-        parts = [self.statement(), ""]
-        code = parent.code or _program_of(parent.artifact)
-        if code:
-            parts += [f"Parent program ({self.unit}: {self._fmt(parent.parent_score)} -> "
-                      f"{self._fmt(parent.score)}):", "```python", _truncate(code.strip()), "```"]
-            tail = (parent.stdout or "").strip()[-LOG_TAIL_CHARS:]
-            if tail:
-                parts += ["Its evaluation said:", tail]
-        else:
-            parts.append("There is no parent yet: start from scratch.")
-        if self.mode == "timed":
-            parts += ["", f"Target: below {self.target:g} µs (the published record on an H100; "
-                          f"best human {RECORDS_US['best human, H100']:g} µs; on an A100 the "
-                          f"record is {RECORDS_US['TTT-Discover, A100']:g} µs)."]
-        parts.append("Write an improved custom_kernel(data). Answer with one ```python code "
-                     "block.")
-        return "\n".join(parts)
+    def target_text(self) -> str:
+        if self.mode != "timed":
+            return ""  # correctness mode has no times to beat
+        return (f"below {self.target:g} µs (the published record on an H100; best human "
+                f"{RECORDS_US['best human, H100']:g} µs; on an A100 the record is "
+                f"{RECORDS_US['TTT-Discover, A100']:g} µs)")
 
-    @property
-    def unit(self) -> str:
-        return "time" if self.mode == "timed" else "correctness"
-
-    def _fmt(self, score: float | None) -> str:
+    def format_score(self, score: float | None) -> str:
         if score is None:
             return "none"
         return f"{score:.1f} µs" if self.mode == "timed" else "pass"
+
+    def starter_program(self) -> str:
+        """The plain PyTorch reference kernel."""
+        return program_source(PROGRAMS[0])
+
+    def program_of(self, artifact: Any) -> str | None:
+        """A candidate's artefact holds its kernel: each initial state is its own starter."""
+        return artifact.get("program") if isinstance(artifact, dict) else None
 
     # --- the search's starting points -----------------------------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
@@ -455,15 +449,3 @@ def _unpack(artifact: Any) -> tuple[str, int]:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
     return program, seed
-
-
-def _program_of(artifact: Any) -> str | None:
-    return artifact.get("program") if isinstance(artifact, dict) else None
-
-
-def _truncate(code: str, limit: int = MAX_CODE_CHARS) -> str:
-    """Keep the head and the tail of a long program (where imports and custom_kernel live)."""
-    if len(code) <= limit:
-        return code
-    head, tail = code[: limit * 2 // 3], code[-(limit // 3):]
-    return f"{head}\n# ... ({len(code) - len(head) - len(tail)} characters cut) ...\n{tail}"

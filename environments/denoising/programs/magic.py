@@ -1,14 +1,15 @@
-"""MAGIC-style diffusion (van Dijk et al. 2018) with OpenProblems' "reversed normalisation":
-sqrt of the counts, each cell scaled to sum 1, a kNN-adaptive kernel on a PCA of that, a Markov
-matrix diffused for T steps, then squared and multiplied back by each cell's sqrt-count total."""
-
-import numpy as np
-
+# EVOLVE-BLOCK-START
 N_PCA = 100  # principal components for the cell-cell distances
 KNN = 5  # bandwidth of each cell: the distance to its KNN-th nearest neighbour
 DECAY = 1.0  # kernel exp(-(d / sigma) ** DECAY)
 THRESH = 1e-4  # kernel values below this are dropped
 T = 3  # diffusion steps
+# EVOLVE-BLOCK-END
+
+# MAGIC-style diffusion (van Dijk et al. 2018) with OpenProblems' "reversed normalisation":
+# sqrt of the counts, each cell scaled to sum 1, a kNN-adaptive kernel on a PCA of that, a Markov
+# matrix diffused for T steps, then squared and multiplied back by each cell's sqrt-count total.
+import numpy as np
 
 
 def denoise(X_train, budget_s, seed):

@@ -1,0 +1,40 @@
+# EVOLVE-BLOCK-START
+def propose(c, rng, t):
+    """A changed copy of the circles c (rows x, y, r); t runs from 0 to 1 over the budget."""
+    k = 1  # how many circles to move
+    step = 0.02 * (1 - t) + 0.002  # how far to move them
+    i = rng.integers(len(c), size=k)
+    c = c.copy()
+    c[i, :2] += rng.normal(0, step, size=(k, 2))
+    return c
+# EVOLVE-BLOCK-END
+
+import time
+
+import numpy as np
+
+GAP = 1e-12  # the check is exact: leave this much room so rounding cannot cause an overlap
+
+
+def repair(c):
+    """Each circle in turn as large as the walls and the other circles allow: a feasible
+    packing, whatever the centres (moved circles shrink, the others grow into free room)."""
+    c = c.copy()
+    c[:, :2] = np.clip(c[:, :2], 0, 1)
+    x, y = c[:, 0], c[:, 1]
+    for i in range(len(c)):
+        d = np.hypot(x - x[i], y - y[i]) - c[:, 2]
+        d[i] = np.inf
+        room = min(x[i], 1 - x[i], y[i], 1 - y[i], d.min())
+        c[i, 2] = max(room - GAP, 0)
+    return c
+
+
+def solve(parent, budget_s, seed):
+    rng = np.random.default_rng(seed)
+    c, best, start = parent, parent[:, 2].sum(), time.time()
+    while (t := (time.time() - start) / (0.8 * budget_s)) < 1:
+        trial = repair(propose(c, rng, t))
+        if trial[:, 2].sum() > best:  # keep improvements only
+            c, best = trial, trial[:, 2].sum()
+    return c
