@@ -141,9 +141,11 @@ def stored(rd) -> dict:
         cols = [r[1] for r in con.execute("PRAGMA table_info(candidates)")
                 if r[1] not in ("gen_s", "eval_s", "created_at")]
         rows = con.execute(f"SELECT {', '.join(cols)} FROM candidates ORDER BY id").fetchall()
-        # (a sandbox's temporary folder, named at random, shows in the logs of crashes)
-        out = {"candidates": [tuple(re.sub(r"discover-sandbox-\w+", "SANDBOX", v)
-                                    if isinstance(v, str) else v for v in row) for row in rows],
+        # A sandbox's temporary folder (in the logs of crashes) and the scorer's Ray node (in the
+        # metadata) are named anew in each run.
+        fresh = r'discover-sandbox-\w+|"scorer_node": "\w+"'
+        out = {"candidates": [tuple(re.sub(fresh, "FRESH", v) if isinstance(v, str) else v
+                                    for v in row) for row in rows],
                "puct": con.execute("SELECT * FROM puct_nodes ORDER BY id").fetchall(),
                "adapters": con.execute("SELECT version, step, path FROM adapters").fetchall()}
         steps = []
