@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from discover import cpu_linear, shared_prefix
 from discover.model_store import MissingModel, resolve_model
-from discover.policy import Sample, chat_ids, prefills
+from discover.policy import Sample, chat_ids, prefills, stopped
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -139,10 +139,10 @@ class HFPolicy:
         return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "",
+               seed: int, prefill: str | list[str] = "", stop: str = "",
                on_sample: Callable[[int, int, Sample], None] | None = None) -> list[list[Sample]]:
         """See Policy.sample; `on_sample(prompt index, sample index, sample)` is called as soon
-        as each completion exists (a row stops at its EOS while the others go on)."""
+        as each completion exists (a row stops at its EOS or `stop` while the others go on)."""
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
         if n < 1 or max_new_tokens < 1 or not temperature > 0:
@@ -151,6 +151,7 @@ class HFPolicy:
         t0 = time.monotonic()
         fills = prefills(prefill, len(prompts))
         encoded = [self.encode(p, f) for p, f in zip(prompts, fills, strict=True)]
+        ends = Ends(self.tokenizer, self.eos_ids, stop)
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
         tokens = 0
 
@@ -171,14 +172,14 @@ class HFPolicy:
             prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]] = {}
             for b in range(0, len(rows), self.batch_size):
                 self._generate_shared(encoded, rows[b:b + self.batch_size], seeds, prompts_done,
-                                      max_new_tokens, temperature, finished)
+                                      max_new_tokens, temperature, ends, finished)
         else:
             # Similar lengths share a batch (less padding); results do not depend on the grouping.
             rows.sort(key=lambda r: len(encoded[r[0]]))
             for b in range(0, len(rows), self.batch_size):
                 batch = rows[b:b + self.batch_size]
                 done = self._generate([encoded[i] for i, _ in batch], [seeds[r] for r in batch],
-                                      max_new_tokens, temperature)
+                                      max_new_tokens, temperature, ends)
                 for row, (ids, logprobs) in zip(batch, done, strict=True):
                     finished(row, ids, logprobs)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
@@ -188,12 +189,14 @@ class HFPolicy:
     def _generate_shared(self, encoded: list[list[int]], rows: list[tuple[int, int]],
                          seeds: dict[tuple[int, int], int],
                          prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]],
-                         max_new_tokens: int, temperature: float, finished: Callable) -> None:
+                         max_new_tokens: int, temperature: float, ends: Ends,
+                         finished: Callable) -> None:
         """Sample `rows` (prompt index, sample index) as one batch: each prompt is prefilled once
         (and only once per `sample` call: `prompts_done`), its keys/values shared by its rows.
 
-        A row that stops (EOS) is handed to `finished` at once; when a quarter of the batch has
-        stopped, the stopped rows are dropped from it, so the rest decode at a smaller batch."""
+        A row that stops (EOS or stop text) is handed to `finished` at once; when a quarter of
+        the batch has stopped, the stopped rows are dropped from it, so the rest decode at a
+        smaller batch."""
         model = self.model  # read now: the learner may have wrapped it since construction
         model.eval()
         dev = _device_of(model)
@@ -219,7 +222,7 @@ class HFPolicy:
                 if live[r]:
                     ids[r].append(token)
                     lps[r].append(value)
-                    if token in self.eos_ids or t == max_new_tokens - 1:
+                    if ends.done(ids[r]) or t == max_new_tokens - 1:
                         live[r] = False
                         finished(rows[r], ids[r], lps[r])
             keep = [j for j, r in enumerate(batch) if live[r]]
@@ -245,8 +248,8 @@ class HFPolicy:
 
     @torch.no_grad()
     def _generate(self, prompts: list[list[int]], seeds: list[int], max_new_tokens: int,
-                  temperature: float) -> list[tuple[list[int], list[float]]]:
-        """Sample one completion per (left-padded) prompt; stop a row at its first EOS."""
+                  temperature: float, ends: Ends) -> list[tuple[list[int], list[float]]]:
+        """Sample one completion per (left-padded) prompt; stop a row where `ends` says."""
         model = self.model  # read now: the learner may have wrapped it since construction
         model.eval()
         dev = _device_of(model)
@@ -254,10 +257,11 @@ class HFPolicy:
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=dev)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
         gens = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
-        eos = torch.tensor(sorted(self.eos_ids), device=dev)
         position = (mask.cumsum(1) - 1).clamp(min=0)  # positions as if unpadded
         finished = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
         new_ids, new_logp = [], []
+        rows: list[list[int]] = [[] for _ in prompts]
+        lengths = [0] * len(prompts)
         out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
                     logits_to_keep=1)
         for _ in range(max_new_tokens):
@@ -265,7 +269,11 @@ class HFPolicy:
             tok = torch.where(finished, self.pad_id, draw(logp, gens))
             new_ids.append(tok)
             new_logp.append(logp.gather(1, tok[:, None]).squeeze(1))
-            finished |= torch.isin(tok, eos)
+            for r, token in enumerate(tok.tolist()):
+                if not lengths[r]:
+                    rows[r].append(token)
+                    lengths[r] = len(rows[r]) if ends.done(rows[r]) else 0
+            finished = torch.tensor([bool(x) for x in lengths], device=dev)
             if bool(finished.all()):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -275,10 +283,25 @@ class HFPolicy:
         ids_t = torch.stack(new_ids, 1).tolist()
         logp_t = torch.stack(new_logp, 1).tolist()
         results = []
-        for row_ids, row_logp in zip(ids_t, logp_t, strict=True):
-            end = next((j + 1 for j, t in enumerate(row_ids) if t in self.eos_ids), len(row_ids))
+        for row_ids, row_logp, end in zip(ids_t, logp_t, lengths, strict=True):
+            end = end or len(row_ids)
             results.append((row_ids[:end], row_logp[:end]))
         return results
+
+
+class Ends:
+    """Where a row's completion ends: at an EOS token, or at the token that completes the stop
+    text at the start of a line (that token stays in the completion)."""
+
+    def __init__(self, tokenizer, eos_ids: set[int], stop: str) -> None:
+        self.tokenizer, self.eos_ids, self.stop = tokenizer, eos_ids, stop
+
+    def done(self, ids: list[int]) -> bool:
+        if ids[-1] in self.eos_ids:
+            return True
+        # Decode the whole row only when its last token could complete the stop text.
+        return bool(self.stop) and self.stop[-1] in self.tokenizer.decode(ids[-1:]) and \
+            stopped(self.tokenizer.decode(ids, skip_special_tokens=True), self.stop)
 
 
 def draw(logp: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:

@@ -26,7 +26,7 @@ class NullPolicy:
         self.last_stats = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "",
+               seed: int, prefill: str | list[str] = "", stop: str = "",
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         t0 = time.monotonic()

@@ -40,7 +40,7 @@ from discover.policy_vllm import prompt_seed
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_WAIT_S = 60.0  # the longest Retry-After honoured; longer ones fail the request
-DROPPABLE = ("temperature", "seed", "logprobs")  # sampled without them where refused
+DROPPABLE = ("temperature", "seed", "logprobs", "stop")  # sampled without them where refused
 PREFILL_KEYS = ("continue_final_message", "add_generation_prompt")
 
 
@@ -79,7 +79,7 @@ class OpenAIPolicy:
         self.last_stats: dict = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "",
+               seed: int, prefill: str | list[str] = "", stop: str = "",
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -91,7 +91,7 @@ class OpenAIPolicy:
         self._usage = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "reasoning_tokens": 0}
         fills = prefills(prefill, len(prompts))
-        args = (max_new_tokens, temperature)
+        args = (max_new_tokens, temperature, stop)
         # Completion k of prompt i has seed prompt_seed(seed, i) + k, as vLLM numbers its n.
         out: list[list[Sample]] = [[] for _ in prompts]
         if self.n_ok:  # one request per prompt; a short answer is topped up below
@@ -126,7 +126,7 @@ class OpenAIPolicy:
             return list(pool.map(one, jobs))
 
     def _complete(self, prompt: str, n: int, seed: int, max_tokens: int, temperature: float,
-                  prefill: str) -> list[Sample]:
+                  stop: str, prefill: str) -> list[Sample]:
         """Up to n completions of one prompt in one request (fewer where the server gives fewer:
         then this endpoint is taken not to serve `n`)."""
         while True:
@@ -139,6 +139,8 @@ class OpenAIPolicy:
                           "seed": seed, "logprobs": True}
             if n > 1 and self.n_ok:
                 body["n"] = n
+            if stop and use_prefill:  # (without the prefill the answer opens its own fence)
+                body["stop"] = [stop]  # servers leave it out of the text: the block ends open
             if use_prefill:
                 messages.append({"role": "assistant", "content": prefill})
                 body["extra_body"] = {"continue_final_message": True,
@@ -185,7 +187,8 @@ class OpenAIPolicy:
                 self.dropped.add(named)
                 what = {"temperature": "sampling at the model's own temperature",
                         "seed": "sampling unseeded (completions do not repeat)",
-                        "logprobs": "samples carry no log-probs"}[named]
+                        "logprobs": "samples carry no log-probs",
+                        "stop": "answers run on after their code block"}[named]
                 self._say(named, f"refuses `{named}`: {what} from now on")
                 return True
             if use_prefill and (named in PREFILL_KEYS or named is None):

@@ -196,7 +196,8 @@ class VLLMGenerator:
                 "node": ray.get_runtime_context().get_node_id()}
 
     def sample(self, prompts: list[str], indices: list[int], n: int, max_new_tokens: int,
-               temperature: float, seed: int, prefill: list[str]) -> list[list[Sample]]:
+               temperature: float, seed: int, prefill: list[str], stop: str = ""
+               ) -> list[list[Sample]]:
         from vllm import SamplingParams
 
         encoded = [chat_ids(self.tokenizer, p, self.system_prompt, f)
@@ -204,7 +205,8 @@ class VLLMGenerator:
         params = [SamplingParams(n=n, temperature=temperature, top_p=1.0, min_p=0.0,
                                  repetition_penalty=1.0, max_tokens=max_new_tokens,
                                  logprobs=0, seed=prompt_seed(seed, i),
-                                 stop_token_ids=self.eos_ids) for i in indices]
+                                 stop_token_ids=self.eos_ids, stop=[stop] if stop else None,
+                                 include_stop_str_in_output=True) for i in indices]
         outs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params,
                                  use_tqdm=False, lora_request=self.lora)
         groups = []
@@ -258,7 +260,7 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "",
+               seed: int, prefill: str | list[str] = "", stop: str = "",
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         import ray
@@ -273,7 +275,7 @@ class VLLMPolicy:
         k = len(self.actors)
         parts = [list(range(j, len(prompts), k)) for j in range(k)]  # round-robin
         refs = [a.sample.remote([prompts[i] for i in idx], idx, n, max_new_tokens, temperature,
-                                seed, [fills[i] for i in idx])
+                                seed, [fills[i] for i in idx], stop)
                 for a, idx in zip(self.actors, parts, strict=True) if idx]
         out: list[list[Sample]] = [[] for _ in prompts]
         for idx, groups in zip([p for p in parts if p], ray.get(refs), strict=True):

@@ -75,6 +75,11 @@ def prefill(env: Environment, parent: Parent, edit: str = "block") -> str:
     return fence + evolve_block.opening(env.language) if asks_block(env, parent, edit) else fence
 
 
+# The prefill opens the code block, so the first closing fence ends the answer: decoding stops
+# there (what followed was never part of the program; the small model rambles on to the limit).
+STOP = "```"
+
+
 def program(env: Environment, parent: Parent, response: str, edit: str = "block") -> str | None:
     """The program an answer (prefill + completion) stands for; None when it holds no code."""
     code = extract_code(response, env.language)

@@ -216,7 +216,14 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
     for i, (start, run) in enumerate(zip(starts, runs, strict=True)):
         code = env.program_of(start.artifact)
         ev = start
-        if run is not None:
+        if run is not None and not run.ok and run.failure == "timeout":
+            # A busy machine, not a broken starter: the state starts from the construction as
+            # it is, still showing the starter as its program.
+            print(f"discover: warning: the starter program ran out of time on initial "
+                  f"construction {i} (a busy machine?); that state starts unimproved",
+                  file=sys.stderr)
+            code, ev = starter, start
+        elif run is not None:
             if not run.ok:
                 raise ConfigError(f"environment {env.name!r}: its starter program failed on "
                                   f"initial construction {i} ({run.failure}): {run.log}")
@@ -359,6 +366,7 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
                             max_new_tokens=cfg.policy.max_new_tokens,
                             temperature=cfg.policy.temperature, seed=seed, prefill=prefill,
+                            stop=prompt.STOP if cfg.policy.prefill else "",
                             on_sample=scoring.send if cfg.run.stream_scoring else None)
     t1 = time.monotonic()
     groups = scoring.children(samples)  # 4. ... sandbox as soon as it is sampled; the rest here

@@ -21,6 +21,7 @@ class Provider:
         self.logprobs_refused = False
         self.temperature_refused = False  # as OpenAI's reasoning models answer
         self.max_tokens_refused = False
+        self.stop_refused = False  # as OpenAI's reasoning models answer `stop`
         self.reasoning = False  # reasoning_content beside the content
         self.usage = True
         self.statuses: list[tuple[int, dict]] = []  # (status, headers) before a 200
@@ -52,6 +53,8 @@ class Handler(BaseHTTPRequestHandler):
             (p.max_tokens_refused and "max_tokens" in body, "max_tokens",
              "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
              "'max_completion_tokens' instead."),
+            (p.stop_refused and "stop" in body, "stop",
+             "Unsupported parameter: 'stop' is not supported with this model."),
             (p.prefill == "refuse" and "continue_final_message" in body, None,
              "Unrecognized request argument supplied: continue_final_message"),
         ]

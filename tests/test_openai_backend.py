@@ -149,13 +149,26 @@ def test_the_prefill_is_a_trailing_assistant_message_continued_in_place(server):
     assert [s.prefill for s in a] == ["```python\n"] * 2 and [s.prefill for s in b] == [""] * 2
 
 
+def test_the_stop_text_is_sent_with_the_prefill_only_and_dropped_where_refused(server, capsys):
+    """The closing fence ends an answer whose block the prefill opened; without the prefill the
+    answer opens its own fence, so no stop is sent; a model that refuses `stop` goes without."""
+    policy = OpenAIPolicy(server.base_url, "tiny")
+    ask(policy, ["alpha", "beta"], prefill=["```python\n", ""], stop="```")
+    sent = {r["body"]["messages"][0]["content"]: r["body"] for r in server.requests[-2:]}
+    assert sent["alpha"]["stop"] == ["```"] and "stop" not in sent["beta"]
+    server.provider.stop_refused = True
+    [group] = ask(policy, prefill="```python\n", stop="```")
+    assert len(group) == 2 and "stop" not in server.requests[-1]["body"]
+    assert "refuses `stop`" in capsys.readouterr().err
+
+
 def test_a_server_that_refuses_the_prefill_samples_without_it(server, capsys):
     server.provider.prefill = "refuse"
     policy = OpenAIPolicy(server.base_url, "tiny")
-    [group] = ask(policy, prefill="```python\n")
+    [group] = ask(policy, prefill="```python\n", stop="```")
     body = server.requests[-1]["body"]
     assert body["messages"] == [{"role": "user", "content": "alpha"}]
-    assert "continue_final_message" not in body
+    assert "continue_final_message" not in body and "stop" not in body
     assert all(s.prefill == "" and s.response == s.text for s in group)
     assert "without the prefill" in capsys.readouterr().err
 

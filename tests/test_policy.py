@@ -122,6 +122,37 @@ def test_shared_prefill_samples_what_per_row_prefill_samples(hf, groups):
 
 
 @pytest.mark.slow
+def test_a_row_stops_at_the_closing_fence(hf):
+    """With the code block opened by the prefill, a row ends at the token that closes it (kept),
+    in the shared and the per-row sampler alike, and nothing else changes: the rows that never
+    close it are the completions sampled without a stop text."""
+    from discover.policy import stopped
+
+    ask = ["Write a Python function that returns the sum of a list of numbers."] * 2
+    kw = dict(max_new_tokens=64, temperature=0.7, seed=3, prefill="```python\n")
+    free = hf.sample(ask, 4, **kw)
+    got = {}
+    for shared in (True, False):
+        hf.shared_prefill = shared
+        try:
+            got[shared] = hf.sample(ask, 4, stop="```", **kw)
+        finally:
+            hf.shared_prefill = True
+    closed = 0
+    for g_free, g_a, g_b in zip(free, got[True], got[False], strict=True):
+        for f, a, b in zip(g_free, g_a, g_b, strict=True):
+            assert a.completion_ids == b.completion_ids and a.text == b.text
+            n = len(a.completion_ids)
+            assert f.completion_ids[:n] == a.completion_ids  # the same draws, cut
+            if stopped(a.text, "```"):  # ended by the fence: the last token completed it
+                closed += 1
+                assert not stopped(hf.tokenizer.decode(a.completion_ids[:-1]), "```")
+            else:
+                assert a.completion_ids == f.completion_ids
+    assert closed >= 2, "the model closed too few blocks to test the stop"
+
+
+@pytest.mark.slow
 def test_different_seeds_differ(hf, groups):
     other = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=8)
     assert texts(other) != texts(groups)

@@ -136,6 +136,22 @@ def test_a_prefill_opens_the_assistants_turn(engine):
             assert s.prefill == prefill and s.response == prefill + s.text
 
 
+def test_a_row_stops_at_the_fence_that_closes_the_prefilled_block(engine):
+    """vLLM's stop string, kept in the text: the completion ends where the block closes, and
+    its tokens are the unstopped completion's, cut there (the same seeds)."""
+    ask = ["Write a Python function that returns the sum of a list of numbers."]
+    kw = dict(max_new_tokens=64, temperature=0.7, seed=3, prefill="```python\n")
+    [free] = engine.sample(ask, 4, **kw)
+    [cut] = engine.sample(ask, 4, stop="```", **kw)
+    closed = 0
+    for f, c in zip(free, cut, strict=True):
+        assert f.completion_ids[:len(c.completion_ids)] == c.completion_ids
+        if "```" in c.text:
+            closed += 1
+            assert c.text.rstrip().endswith("```") and len(c.text) < len(f.text)
+    assert closed >= 1, "no completion closed its block: nothing tested"
+
+
 def random_adapter(path: Path, seed: int) -> Path:
     """A real PEFT adapter of rank 16 with a non-zero update (B is random, not zero)."""
     from peft import LoraConfig, get_peft_model
