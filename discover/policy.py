@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,7 +32,7 @@ class Policy(Protocol):
     version: int
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "", stop: str = "",
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         """n completions for each prompt (the prompt is a user message; chat template applied).
@@ -41,18 +41,18 @@ class Policy(Protocol):
         turn, e.g. with the start of a code block: its tokens are prompt tokens (no log-prob, no
         loss), `Sample.text` is the completion after it and `Sample.prefill` what was actually
         prefilled ("" where a backend cannot prefill).
-        `stop` ends a completion where its text first holds it at the start of a line (e.g.
-        the fence that closes the code block a prefill opened); where the backend keeps it, it
-        stays in the text and its tokens in the completion.
+        `stop` (texts) ends a completion where its text first holds one of them at the start of
+        a line (e.g. the fence that closes the code block a prefill opened); where the backend
+        keeps it, it stays in the text and its tokens in the completion.
         `on_sample(prompt index, sample index, sample)` is called once per completion as soon
         as the backend has it (e.g. to start scoring it); a backend may call it only at the end."""
         ...
 
 
-def stopped(text: str, stop: str) -> bool:
-    """Whether a completion holds `stop` at the start of a line (the completion starts one: a
-    prefill ends with a newline)."""
-    return bool(stop) and f"\n{stop}" in f"\n{text}"
+def stopped(text: str, stop: Sequence[str]) -> bool:
+    """Whether a completion holds one of the `stop` texts at the start of a line (the completion
+    starts one: a prefill ends with a newline)."""
+    return any(f"\n{s}" in f"\n{text}" for s in stop if s)
 
 
 def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,7 +139,7 @@ class HFPolicy:
         return chat_ids(self.tokenizer, prompt, self.system_prompt, prefill)
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "", stop: str = "",
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None) -> list[list[Sample]]:
         """See Policy.sample; `on_sample(prompt index, sample index, sample)` is called as soon
         as each completion exists (a row stops at its EOS or `stop` while the others go on)."""
@@ -293,14 +293,15 @@ class Ends:
     """Where a row's completion ends: at an EOS token, or at the token that completes the stop
     text at the start of a line (that token stays in the completion)."""
 
-    def __init__(self, tokenizer, eos_ids: set[int], stop: str) -> None:
-        self.tokenizer, self.eos_ids, self.stop = tokenizer, eos_ids, stop
+    def __init__(self, tokenizer, eos_ids: set[int], stop: Sequence[str]) -> None:
+        self.tokenizer, self.eos_ids, self.stop = tokenizer, eos_ids, [s for s in stop if s]
+        self.last_chars = {s[-1] for s in self.stop}
 
     def done(self, ids: list[int]) -> bool:
         if ids[-1] in self.eos_ids:
             return True
         # Decode the whole row only when its last token could complete the stop text.
-        return bool(self.stop) and self.stop[-1] in self.tokenizer.decode(ids[-1:]) and \
+        return any(c in self.tokenizer.decode(ids[-1:]) for c in self.last_chars) and \
             stopped(self.tokenizer.decode(ids, skip_special_tokens=True), self.stop)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from discover.policy import Sample
 
@@ -26,7 +26,7 @@ class NullPolicy:
         self.last_stats = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "", stop: str = "",
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         t0 = time.monotonic()

@@ -29,7 +29,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -79,7 +79,7 @@ class OpenAIPolicy:
         self.last_stats: dict = {"tokens": 0, "seconds": 0.0}
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "", stop: str = "",
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
@@ -126,7 +126,7 @@ class OpenAIPolicy:
             return list(pool.map(one, jobs))
 
     def _complete(self, prompt: str, n: int, seed: int, max_tokens: int, temperature: float,
-                  stop: str, prefill: str) -> list[Sample]:
+                  stop: Sequence[str], prefill: str) -> list[Sample]:
         """Up to n completions of one prompt in one request (fewer where the server gives fewer:
         then this endpoint is taken not to serve `n`)."""
         while True:
@@ -140,7 +140,7 @@ class OpenAIPolicy:
             if n > 1 and self.n_ok:
                 body["n"] = n
             if stop and use_prefill:  # (without the prefill the answer opens its own fence)
-                body["stop"] = [stop]  # servers leave it out of the text: the block ends open
+                body["stop"] = list(stop)  # servers leave it out of the text: the block ends open
             if use_prefill:
                 messages.append({"role": "assistant", "content": prefill})
                 body["extra_body"] = {"continue_final_message": True,

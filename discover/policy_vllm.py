@@ -31,7 +31,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from discover.policy import Sample, chat_ids, prefills
@@ -196,7 +196,7 @@ class VLLMGenerator:
                 "node": ray.get_runtime_context().get_node_id()}
 
     def sample(self, prompts: list[str], indices: list[int], n: int, max_new_tokens: int,
-               temperature: float, seed: int, prefill: list[str], stop: str = ""
+               temperature: float, seed: int, prefill: list[str], stop: Sequence[str] = ()
                ) -> list[list[Sample]]:
         from vllm import SamplingParams
 
@@ -205,7 +205,7 @@ class VLLMGenerator:
         params = [SamplingParams(n=n, temperature=temperature, top_p=1.0, min_p=0.0,
                                  repetition_penalty=1.0, max_tokens=max_new_tokens,
                                  logprobs=0, seed=prompt_seed(seed, i),
-                                 stop_token_ids=self.eos_ids, stop=[stop] if stop else None,
+                                 stop_token_ids=self.eos_ids, stop=list(stop) or None,
                                  include_stop_str_in_output=True) for i in indices]
         outs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params,
                                  use_tqdm=False, lora_request=self.lora)
@@ -260,7 +260,7 @@ class VLLMPolicy:
         self.version = version
 
     def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
-               seed: int, prefill: str | list[str] = "", stop: str = "",
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
         import ray
@@ -275,7 +275,7 @@ class VLLMPolicy:
         k = len(self.actors)
         parts = [list(range(j, len(prompts), k)) for j in range(k)]  # round-robin
         refs = [a.sample.remote([prompts[i] for i in idx], idx, n, max_new_tokens, temperature,
-                                seed, [fills[i] for i in idx], stop)
+                                seed, [fills[i] for i in idx], list(stop))
                 for a, idx in zip(self.actors, parts, strict=True) if idx]
         out: list[list[Sample]] = [[] for _ in prompts]
         for idx, groups in zip([p for p in parts if p], ray.get(refs), strict=True):

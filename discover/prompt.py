@@ -75,9 +75,12 @@ def prefill(env: Environment, parent: Parent, edit: str = "block") -> str:
     return fence + evolve_block.opening(env.language) if asks_block(env, parent, edit) else fence
 
 
-# The prefill opens the code block, so the first closing fence ends the answer: decoding stops
-# there (what followed was never part of the program; the small model rambles on to the limit).
-STOP = "```"
+def stop(env: Environment, edit: str = "block") -> tuple[str, ...]:
+    """Where decoding ends once the prefill has opened the code block: at the fence that closes
+    it, and in block answers at the block's end marker (what follows was never part of the
+    program; the small model copies the rest of its parent's program on to the token limit)."""
+    end = f"{evolve_block.comment(env.language)} {evolve_block.END}"
+    return ("```", end) if edit == "block" else ("```",)
 
 
 def program(env: Environment, parent: Parent, response: str, edit: str = "block") -> str | None:

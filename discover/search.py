@@ -366,7 +366,7 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
                             max_new_tokens=cfg.policy.max_new_tokens,
                             temperature=cfg.policy.temperature, seed=seed, prefill=prefill,
-                            stop=prompt.STOP if cfg.policy.prefill else "",
+                            stop=prompt.stop(env, edit) if cfg.policy.prefill else (),
                             on_sample=scoring.send if cfg.run.stream_scoring else None)
     t1 = time.monotonic()
     groups = scoring.children(samples)  # 4. ... sandbox as soon as it is sampled; the rest here

@@ -19,7 +19,8 @@ Arms, each with its own model copy, at the same max_new_tokens and seeds:
            learner.micro_batch = 4, run.stream_scoring = false);
   BxG      the default code at B groups x G completions (config defaults unless --shapes):
            one batch of all rows, a prefill per prompt, oneDNN linears, decoding stopped at the
-           fence that closes the answer's code block, the batched learner, streamed scoring.
+           block's end marker or the fence that closes the answer's code block, the batched
+           learner, streamed scoring.
 
 Rounds alternate the arms (A B C A B C ...; the order is rotated each round) so that load from
 other processes hits all alike; figures are medians over rounds. The headline is samples per
@@ -66,7 +67,7 @@ class Arm:
         p, lr = self.policy, self.learner
         return (f"{self.name}: {self.groups} x {self.group_size} rows, batch {p.batch_size}, "
                 f"{'shared' if p.shared_prefill else 'per-row'} prefill, "
-                f"{'stop at the closing fence, ' if self.new else ''}"
+                f"{'stop at the block end or closing fence, ' if self.new else ''}"
                 f"{'batched' if lr.batched else 'per-completion'} learner (micro-batch "
                 f"{lr.cfg.micro_batch}), {'streamed' if self.new else 'serial'} scoring")
 
@@ -78,7 +79,7 @@ def step(arm: Arm, env, pool: ScorerPool, parents: list[Parent], prompts: list[s
     fills = [prompt.prefill(env, x, "block") for x in parents[:arm.groups]]
     samples = arm.policy.sample(prompts[:arm.groups], arm.group_size, max_new_tokens=max_new,
                                 temperature=temperature, seed=seed, prefill=fills,
-                                stop=prompt.STOP if arm.new else "",
+                                stop=prompt.stop(env, "block") if arm.new else (),
                                 on_sample=scorer.send if arm.new else None)
     t1 = time.monotonic()
     groups = scorer.children(samples)

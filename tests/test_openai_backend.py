@@ -153,11 +153,11 @@ def test_the_stop_text_is_sent_with_the_prefill_only_and_dropped_where_refused(s
     """The closing fence ends an answer whose block the prefill opened; without the prefill the
     answer opens its own fence, so no stop is sent; a model that refuses `stop` goes without."""
     policy = OpenAIPolicy(server.base_url, "tiny")
-    ask(policy, ["alpha", "beta"], prefill=["```python\n", ""], stop="```")
+    ask(policy, ["alpha", "beta"], prefill=["```python\n", ""], stop=("```",))
     sent = {r["body"]["messages"][0]["content"]: r["body"] for r in server.requests[-2:]}
     assert sent["alpha"]["stop"] == ["```"] and "stop" not in sent["beta"]
     server.provider.stop_refused = True
-    [group] = ask(policy, prefill="```python\n", stop="```")
+    [group] = ask(policy, prefill="```python\n", stop=("```",))
     assert len(group) == 2 and "stop" not in server.requests[-1]["body"]
     assert "refuses `stop`" in capsys.readouterr().err
 
@@ -165,7 +165,7 @@ def test_the_stop_text_is_sent_with_the_prefill_only_and_dropped_where_refused(s
 def test_a_server_that_refuses_the_prefill_samples_without_it(server, capsys):
     server.provider.prefill = "refuse"
     policy = OpenAIPolicy(server.base_url, "tiny")
-    [group] = ask(policy, prefill="```python\n", stop="```")
+    [group] = ask(policy, prefill="```python\n", stop=("```",))
     body = server.requests[-1]["body"]
     assert body["messages"] == [{"role": "user", "content": "alpha"}]
     assert "continue_final_message" not in body and "stop" not in body

@@ -135,7 +135,7 @@ def test_a_row_stops_at_the_closing_fence(hf):
     for shared in (True, False):
         hf.shared_prefill = shared
         try:
-            got[shared] = hf.sample(ask, 4, stop="```", **kw)
+            got[shared] = hf.sample(ask, 4, stop=("```",), **kw)
         finally:
             hf.shared_prefill = True
     closed = 0
@@ -144,9 +144,9 @@ def test_a_row_stops_at_the_closing_fence(hf):
             assert a.completion_ids == b.completion_ids and a.text == b.text
             n = len(a.completion_ids)
             assert f.completion_ids[:n] == a.completion_ids  # the same draws, cut
-            if stopped(a.text, "```"):  # ended by the fence: the last token completed it
+            if stopped(a.text, ["```"]):  # ended by the fence: the last token completed it
                 closed += 1
-                assert not stopped(hf.tokenizer.decode(a.completion_ids[:-1]), "```")
+                assert not stopped(hf.tokenizer.decode(a.completion_ids[:-1]), ["```"])
             else:
                 assert a.completion_ids == f.completion_ids
     assert closed >= 2, "the model closed too few blocks to test the stop"

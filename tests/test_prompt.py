@@ -66,6 +66,11 @@ def test_a_block_answer_is_spliced_into_the_parent():
                                                  rest="\ndef solve(parent, budget_s, seed):\n"
                                                       "    return None\n"), "block")
     assert cut == program
+    # decoding stopped at the end marker (prompt.stop): no closing fence, the same program
+    stops = prompt.stop(ERDOS, "block")
+    opened = prompt.prefill(ERDOS, parent(), "block") + NEW_BODY + stops[1]
+    assert prompt.program(ERDOS, parent(), opened, "block") == program
+    assert prompt.stop(ERDOS, "whole") == ("```",)  # a whole program holds the markers
 
 
 def test_a_whole_program_answer_is_taken_whole():

@@ -142,7 +142,7 @@ def test_a_row_stops_at_the_fence_that_closes_the_prefilled_block(engine):
     ask = ["Write a Python function that returns the sum of a list of numbers."]
     kw = dict(max_new_tokens=64, temperature=0.7, seed=3, prefill="```python\n")
     [free] = engine.sample(ask, 4, **kw)
-    [cut] = engine.sample(ask, 4, stop="```", **kw)
+    [cut] = engine.sample(ask, 4, stop=("```",), **kw)
     closed = 0
     for f, c in zip(free, cut, strict=True):
         assert f.completion_ids[:len(c.completion_ids)] == c.completion_ids
