@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sessions import kill_session, session_pids
 
 from discover.integrity import check_run_dir
 
@@ -70,31 +71,9 @@ class Launch:
 
     def kill(self) -> list[int]:
         """SIGKILL every process of its session; returns those still alive 10 s later."""
-        sid = self.proc.pid
-        deadline = time.monotonic() + 10
-        while (alive := session_pids(sid)) and time.monotonic() < deadline:
-            for pid in alive:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        alive = kill_session(self.proc.pid)
         self.proc.wait()
-        return session_pids(sid)
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live (not zombie) processes of a session."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit():
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] not in "ZX":
-                    found.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
+        return alive
 
 
 def ended(sid: int, timeout: float = 30) -> bool:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sessions import kill_session
 
 from discover import config as config_mod
 from discover.archive import Archive, Candidate
@@ -264,28 +265,8 @@ class Launch:
 
     def kill(self) -> None:
         """SIGKILL every process of its session, as a crash or `kill -9` would."""
-        deadline = time.monotonic() + 10
-        while (alive := session_pids(self.proc.pid)) and time.monotonic() < deadline:
-            for pid in alive:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_session(self.proc.pid)
         self.proc.wait()
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live (not zombie) processes of a session."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] not in "ZX":
-            found.append(int(entry))
-    return found
 
 
 def last_step(rd: Path) -> int:

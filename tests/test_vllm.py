@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sessions
 import torch
-from test_crash import session_pids
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 if not HAS_VLLM and os.environ.get("DISCOVER_REQUIRE_VLLM"):
@@ -201,16 +201,7 @@ def test_hot_loaded_adapters_change_the_outputs_and_each_version_is_new(engine, 
 
 def kill_session(proc: subprocess.Popen) -> None:
     """SIGKILL every process of the run's session (driver, Ray, engine, learner)."""
-    for _ in range(50):
-        alive = session_pids(proc.pid)  # (test_crash's: live processes of a session)
-        if not alive:
-            break
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
+    sessions.kill_session(proc.pid)
     proc.wait(timeout=30)
 
 
