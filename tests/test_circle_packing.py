@@ -198,7 +198,9 @@ def test_the_starter_improves_an_initial_packing(n):
     before = env.verify(start)
     ev = env.evaluate(env.starter_program(), before.artifact, seed=0)
     assert ev.ok and ev.score > before.score + 0.1, (ev.log, ev.score, before.score)
-    assert env.starter_program().startswith("# EVOLVE-BLOCK-START\ndef propose(c, rng, t):")
+    # the block holds the two knobs only: the model answers with it, propose() stays the parent's
+    assert env.starter_program().startswith("# EVOLVE-BLOCK-START\nK = 1 ")
+    assert "def propose(c, rng, t):" in env.starter_program().split("# EVOLVE-BLOCK-END")[1]
 
 
 def test_the_starters_repair_is_exactly_feasible_whatever_the_centres():

@@ -1,12 +1,6 @@
 # EVOLVE-BLOCK-START
-def propose(c, rng, t):
-    """A changed copy of the circles c (rows x, y, r); t runs from 0 to 1 over the budget."""
-    k = 1  # how many circles to move
-    step = 0.02 * (1 - t) + 0.002  # how far to move them
-    i = rng.integers(len(c), size=k)
-    c = c.copy()
-    c[i, :2] += rng.normal(0, step, size=(k, 2))
-    return c
+K = 1  # how many circles one move shifts
+STEP = 0.02  # how far a move shifts them at first (it shrinks over the budget)
 # EVOLVE-BLOCK-END
 
 import time
@@ -14,6 +8,14 @@ import time
 import numpy as np
 
 GAP = 1e-12  # the check is exact: leave this much room so rounding cannot cause an overlap
+
+
+def propose(c, rng, t):
+    """A changed copy of the circles c (rows x, y, r); t runs from 0 to 1 over the budget."""
+    i = rng.integers(len(c), size=K)
+    moved = c.copy()
+    moved[i, :2] += rng.normal(0, STEP * (1 - t) + 0.002, size=(K, 2))
+    return moved
 
 
 def repair(c):

@@ -26,8 +26,11 @@ from environments.denoising import scoring
 
 HERE = Path(__file__).parent
 PROMPT = (HERE / "prompt.md").read_text().strip()
-BASELINES = ("no_denoising", "low_rank", "magic")
-INITIAL = "magic"
+BASELINES = ("no_denoising", "low_rank", "magic", "magic_mcv")
+# The starter: MAGIC with T and DECAY chosen by a seeded cross-validation, so that a re-run with
+# another seed can score higher; the embedded model copies constants faithfully and almost
+# never changes one (docs/benchmarks.md), so a fixed MAGIC's children all score as it does.
+INITIAL = "magic_mcv"
 STDOUT_CHARS = 300
 WALL_MARGIN_S = 10.0  # interpreter start, loading X_train and saving the result
 REWARD_FLOOR = -1.0  # far below no denoising (0); keeps rewards of bad candidates on a sane scale
@@ -118,7 +121,7 @@ class DenoisingEnvironment(Environment):
         return "none" if score is None else f"{score:.4f}"
 
     def starter_program(self) -> str:
-        """The MAGIC-style baseline; its editable block holds its five constants."""
+        """MAGIC with cross-validated T and DECAY; its editable block holds its four constants."""
         return baseline_program(INITIAL)
 
     def program_of(self, artifact: Any) -> str | None:
@@ -127,7 +130,8 @@ class DenoisingEnvironment(Environment):
 
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
-        """The MAGIC-style baseline, or the program in `init_file` (.py, or a JSON artefact)."""
+        """The starter (MAGIC-style, cross-validated), or the program in `init_file` (.py, or a
+        JSON artefact)."""
         if init_file:
             return [self.load_artifact(init_file)]
         return [{"program": baseline_program(INITIAL), "seed": int(seed)}]
