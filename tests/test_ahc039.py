@@ -267,11 +267,10 @@ def test_baseline_on_public_inputs_is_stable(env, baseline):
 
 
 def test_environment_runs_the_baseline(env, baseline):
-    assert env.initial_artifacts(1, seed=0) == [baseline]
     ev = env.verify(baseline)
     assert ev.ok, ev.log
     assert ev.score == sum(ev.metrics["case_scores"]) and len(ev.metrics["case_scores"]) == 2
-    assert ev.reward == ev.score / 2 and ev.artifact == baseline
+    assert ev.reward == ev.score / 2 and ev.artifact == {"program": baseline, "seed": 0}
     assert env.score_artifact(baseline) == ev.score
     assert env.language == "cpp" and env.direction == "max" and env.cpu_slots == 2
 
@@ -287,17 +286,29 @@ def test_cli_verify_prints_the_total(tmp_path, baseline):
     assert total == want.score and len(want.metrics["case_scores"]) == 4
 
 
-def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
+def test_the_starter_is_a_seeded_search_that_beats_the_baseline(env, baseline):
+    """argv[1] seeds the starter's random search: another seed, another score (so a child that
+    copies its parent can still score higher), and the artefact's seed re-scores it exactly."""
+    base = env.verify(baseline)
+    runs = [env.evaluate(env.starter_program(), None, seed=s) for s in (0, 1)]
+    for ev in runs:
+        assert ev.ok and ev.score > base.score, ev.log
+        assert env.verify(ev.artifact).score == ev.score
+    assert runs[0].artifact["seed"] == 0 and runs[0].score != runs[1].score
+
+
+def test_a_block_answer_that_changes_one_knob_scores_higher(env):
     """The editable block holds constants that matter: the model's answer is the block alone,
     spliced into the parent program."""
-    source = baseline
-    parent = Parent(code=None, artifact=source, score=None, parent_score=None)
+    source = env.starter_program()
+    parent = Parent(code=None, artifact={"program": source, "seed": 0}, score=None,
+                    parent_score=None)
+    old, new = "constexpr int MOVES = 300;", "constexpr int MOVES = 3000;"
     block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
-    old, new = "constexpr int S = 500;", "constexpr int S = 250;"
     answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
     program = prompt.program(env, parent, answer)
     assert program == source.replace(old, new)
-    before, after = env.verify(source), env.evaluate(program, source, seed=0)
+    before, after = env.verify(parent.artifact), env.evaluate(program, parent.artifact, seed=0)
     assert before.ok and after.ok, after.log
     assert after.score > before.score
 

@@ -200,7 +200,6 @@ def test_baseline_agrees_with_the_simulator_on_public_inputs(env, baseline):
 
 def test_environment_runs_the_baseline(env, baseline):
     source, _ = baseline
-    assert env.initial_artifacts(4, seed=1) == [source]
     ev = env.verify(source)
     assert ev.ok, ev.log
     assert ev.score == sum(ev.metrics["case_scores"]) and ev.reward == ev.score / 2
@@ -208,17 +207,28 @@ def test_environment_runs_the_baseline(env, baseline):
     assert "final apples" in ev.log  # the stderr tail that the next prompt shows
 
 
-def test_a_block_answer_that_changes_one_knob_scores_higher(env, baseline):
+def test_the_starter_is_a_seeded_search_that_beats_the_baseline(env, baseline):
+    """argv[1] seeds the starter's random search: another seed, another score (so a child that
+    copies its parent can still score higher), and the artefact's seed re-scores it exactly."""
+    base = env.verify(baseline[0])
+    runs = [env.evaluate(env.starter_program(), None, seed=s) for s in (0, 1)]
+    for ev in runs:
+        assert ev.ok and ev.score > base.score, ev.log
+        assert env.verify(ev.artifact).score == ev.score
+    assert runs[0].artifact["seed"] == 0 and runs[0].score != runs[1].score
+
+
+def test_a_block_answer_that_changes_one_knob_scores_higher(env):
     """The editable block holds constants that matter: the model's answer is the block alone,
     spliced into the parent program."""
-    source, _ = baseline
-    parent = Parent(code=None, artifact=source, score=None, parent_score=None)
+    source = env.starter_program()
+    parent = Parent(code=None, artifact={"program": source, "seed": 0}, score=None,
+                    parent_score=None)
+    old, new = "const int TRIES = 20;", "const int TRIES = 60;"
     block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
-    old, new = "const double DISCOUNT = 1.0;", "const double DISCOUNT = 0.9;"
     answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
     program = prompt.program(env, parent, answer)
     assert program == source.replace(old, new)
-    before, after = env.verify(source), env.evaluate(program, source, seed=0)
+    before, after = env.verify(parent.artifact), env.evaluate(program, parent.artifact, seed=0)
     assert before.ok and after.ok, after.log
     assert after.score > before.score
-

@@ -113,7 +113,7 @@ def test_valid_program_scores_every_case(env):
     assert ev.ok, ev.log
     assert ev.score == 0.0 and ev.reward == 0.0  # log2(1) = 0 on each case
     assert ev.metrics["case_scores"] == [0, 0, 0]
-    assert ev.artifact == idle() and "idle done" in ev.log
+    assert ev.artifact == {"program": idle(), "seed": 0} and "idle done" in ev.log
 
 
 def test_compile_error_is_a_recorded_failure(env):
@@ -163,12 +163,15 @@ def test_load_artifact_forms(env, tmp_path):
     (tmp_path / "a.cpp").write_text(src)
     (tmp_path / "b.json").write_text(json.dumps(src))
     (tmp_path / "c.json").write_text(json.dumps({"code": src}))
-    for name in ("a.cpp", "b.json", "c.json"):
-        assert env.load_artifact(tmp_path / name) == src
+    for name in ("a.cpp", "b.json", "c.json"):  # a bare source runs with seed 0
+        assert env.load_artifact(tmp_path / name) == {"program": src, "seed": 0}
+    (tmp_path / "d.json").write_text(json.dumps({"program": src, "seed": 7}))
+    assert env.load_artifact(tmp_path / "d.json") == {"program": src, "seed": 7}
     (tmp_path / "empty.cpp").write_text("  \n")
     (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "seed.json").write_text(json.dumps({"program": src, "seed": "7"}))
     for bad, words in (("empty.cpp", "empty"), ("list.json", "source text"),
-                       ("missing.cpp", "cannot read")):
+                       ("seed.json", "'seed' must be an integer"), ("missing.cpp", "cannot read")):
         with pytest.raises(InvalidArtifact, match=words):
             env.load_artifact(tmp_path / bad)
     assert env.verify([1, 2]).failure == "invalid_artifact"
@@ -200,11 +203,13 @@ def test_prompt_shows_parent_scores_and_target(env):
     assert 'puts("-1")' in start and "none -> 0" in start
 
 
-def test_the_baseline_is_the_starter_and_marks_its_block(env):
-    base = env.baseline_file.read_text()
-    assert env.starter_program() == base == env.program_of(base)
-    assert env.program_of({"program": base}) is None
-    parent = Parent(code=None, artifact=base, score=1.0, parent_score=None)
+def test_the_starter_marks_its_block_and_is_each_initial_states_program(env):
+    base = env.starter_file.read_text()
+    assert env.starter_program() == base == env.program_of({"program": base, "seed": 3})
+    assert env.initial_artifacts(4, seed=3) == [{"program": base, "seed": 3}]
+    assert env.program_of(base) == base and env.program_of([1, 2]) is None
+    parent = Parent(code=None, artifact={"program": base, "seed": 0}, score=1.0,
+                    parent_score=None)
     assert prompt.prefill(env, parent) == "```cpp\n// EVOLVE-BLOCK-START\n"
     assert "Rewrite the part between `// EVOLVE-BLOCK-START`" in env.render_prompt(parent)
     assert base.index("#include") < base.index("EVOLVE-BLOCK-START") < base.index("int main")

@@ -8,7 +8,7 @@ from typing import Any
 from discover.environment import InvalidArtifact
 from environments.ahc039 import problem
 from environments.ahc_common.cpp import compile_cpp, run_binary
-from environments.ahc_common.env import ContestEnvironment, _source
+from environments.ahc_common.env import ContestEnvironment, unpack
 
 HERE = Path(__file__).parent
 
@@ -18,6 +18,7 @@ class AHC039Environment(ContestEnvironment):
     problem = problem
     prompt_file = HERE / "prompt.md"
     baseline_file = HERE / "baseline.cpp"
+    starter_file = HERE / "starter.cpp"
     published = {"best human": 566_997, "TTT-Discover": 567_062}  # totals over 150 cases
 
     def draw(self, artifact: Any, ax: Any, metrics: dict | None = None) -> bool:
@@ -26,11 +27,12 @@ class AHC039Environment(ContestEnvironment):
         from matplotlib.patches import Polygon
 
         label, case = f"seed {self.case_seed}", problem.generate(self.case_seed)  # case 0
-        comp = compile_cpp(_source(artifact), self.compile_timeout_s, self.sandbox_paths)
+        source, seed = unpack(artifact)
+        comp = compile_cpp(source, self.compile_timeout_s, self.sandbox_paths)
         if comp.binary is None:
             raise InvalidArtifact(f"the program does not compile: {comp.log[-300:]}")
         run = run_binary(comp.binary, problem.format_input(case).encode(), self.cpu_s,
-                         self.memory_mb, paths=self.sandbox_paths)
+                         self.memory_mb, paths=self.sandbox_paths, args=(str(seed),))
         if run.status != "ok":
             raise InvalidArtifact(f"the program failed on case {label}: {run.reason}")
         poly = problem.parse_output(run.output)  # None: an empty output, no net (score 1)

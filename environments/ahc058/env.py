@@ -15,4 +15,5 @@ class AHC058Environment(ContestEnvironment):
     problem = problem
     prompt_file = HERE / "prompt.md"
     baseline_file = HERE / "baseline.cpp"
+    starter_file = HERE / "starter.cpp"
     published = {"best human": 847_674_723, "TTT-Discover": 848_414_228}  # totals over 150 cases

@@ -26,7 +26,8 @@ SOURCE, BINARY, ANSWER = "main.cpp", "prog", "out.txt"
 # its child, not by exec: the first process of the sandbox's PID namespace ignores SIGXCPU and
 # SIGABRT, so a program in that place would overrun its CPU seconds until the hard limit, and
 # abort() would show up as SIGSEGV. The shell reports a child's death by signal n as 128 + n.
-RUN_ARGV = ["/bin/sh", "-c", f"chmod 700 {BINARY} && ./{BINARY} > {ANSWER}"]
+# "$@" hands the program its own arguments (its seed), each one word whatever it holds.
+RUN_ARGV = ["/bin/sh", "-c", f'chmod 700 {BINARY} && ./{BINARY} "$@" > {ANSWER}', "sh"]
 COMPILE_MEMORY_MB = 4096  # cc1plus maps far more address space than it touches
 LOG_CHARS = 1500
 BINARY_CACHE = 16
@@ -82,11 +83,13 @@ def compile_cpp(source: str, timeout_s: float = 60.0, paths: tuple[str, ...] = (
 
 
 def run_binary(binary: bytes, stdin: bytes, cpu_s: float = 2.0, memory_mb: int = 1024,
-               wall_s: float | None = None, paths: tuple[str, ...] = ()) -> CaseRun:
-    """Run a compiled program on one input; the limits are the contest's (CPU seconds)."""
+               wall_s: float | None = None, paths: tuple[str, ...] = (),
+               args: tuple[str, ...] = ()) -> CaseRun:
+    """Run a compiled program on one input, with `args` as its command-line arguments; the
+    limits are the contest's (CPU seconds)."""
     # Wall clock only catches a program that sleeps or blocks; CPU time is the contest's limit.
     limits = Limits(wall_s=wall_s or 3 * cpu_s + 2, cpu_s=cpu_s, memory_mb=memory_mb)
-    res = run_program(list(RUN_ARGV), {BINARY: binary}, limits, outputs=[ANSWER], stdin=stdin,
+    res = run_program([*RUN_ARGV, *args], {BINARY: binary}, limits, outputs=[ANSWER], stdin=stdin,
                       paths=paths)
     return CaseRun(res.status, res.outputs.get(ANSWER, b""), res.stderr[-LOG_CHARS:],
                    _reason(res.status, res.returncode, cpu_s, memory_mb, limits.wall_s),

@@ -1,8 +1,11 @@
 """The environment shared by the AtCoder Heuristic Contest problems.
 
-A candidate is a complete C++ program (its artefact is its source). It is compiled once in the
-sandbox, then run on a fixed set of generated cases, a few at a time on a thread pool (each run
-is its own sandbox call), and every output is scored by the contest's rules in Python.
+A candidate is a complete C++ program; its artefact is {"program": source, "seed": seed}, the
+seed its first command-line argument (for its random number generator: a randomised search
+re-scores the same from its artefact, and a re-run with another seed is another candidate). It
+is compiled once in the sandbox, then run on a fixed set of generated cases, a few at a time on
+a thread pool (each run is its own sandbox call), and every output is scored by the contest's
+rules in Python. A plain source string is read as seed 0.
 
 score  = the total of the case scores over the case set (what `discover verify` prints; with
          cases=150 it is on the scale of the contest's published totals);
@@ -24,13 +27,15 @@ from environments.ahc_common.cpp import CaseRun, compile_cpp, run_binary
 
 CONTEST_CASES = 150  # the published totals are sums over this many hidden cases
 STDERR_CHARS = 300
-SOURCE_KEYS = ("code", "program", "source", "artifact")  # accepted wrappers in a JSON file
+SOURCE_KEYS = ("program", "code", "source", "artifact")  # accepted wrappers in a JSON file
 OPTIONS = ("cases", "case_seed", "workers", "cpu_s", "memory_mb", "compile_timeout_s")
 
 
 class ContestEnvironment(Environment):
     """Subclasses set name, problem (a module with generate, format_input, score_output),
-    prompt_file, baseline_file and published (totals over 150 cases by who reached them)."""
+    prompt_file, baseline_file (the contest-style baseline, scored in the README), starter_file
+    (the starter program: the baseline with a seeded random search, so that a re-run with
+    another seed can score higher) and published (totals over 150 cases by who reached them)."""
 
     direction = "max"
     language = "cpp"
@@ -43,6 +48,7 @@ class ContestEnvironment(Environment):
     problem: ClassVar[ModuleType]
     prompt_file: ClassVar[Path]
     baseline_file: ClassVar[Path]
+    starter_file: ClassVar[Path]
     published: ClassVar[dict[str, int]] = {}
 
     def __init__(self, cases: int = 4, case_seed: int = 0, workers: int = 2, cpu_s: float = 2.0,
@@ -86,7 +92,8 @@ class ContestEnvironment(Environment):
     def statement(self) -> str:
         return (self.prompt_file.read_text().strip() + "\n\n" +
                 "Write one complete C++ program (compiled with g++ -std=gnu++20 -O2). It reads\n"
-                "one test case from standard input and writes its answer to standard output.\n"
+                "one test case from standard input and writes its answer to standard output;\n"
+                "argv[1] is a seed for its random number generator.\n"
                 f"Limits per test case: {self.cpu_s:g} s CPU time, {self.memory_mb} MiB memory. "
                 f"It is run on {self.cases}\ngenerated test cases; a compile error, time limit, "
                 "runtime error or invalid answer\non any case scores the program as failed.")
@@ -103,23 +110,27 @@ class ContestEnvironment(Environment):
         return "none" if score is None else f"{score:,.0f}"
 
     def starter_program(self) -> str:
-        """The shipped baseline.cpp; its editable block holds its few tuning constants."""
-        return self.baseline_file.read_text()
+        """The shipped starter.cpp; its editable block holds its few tuning constants."""
+        return self.starter_file.read_text()
 
     def program_of(self, artifact: Any) -> str | None:
-        """A candidate's artefact is its source: each initial state is its own starter."""
-        return artifact if isinstance(artifact, str) else None
+        """A candidate's artefact holds its source: each initial state is its own starter."""
+        try:
+            return unpack(artifact)[0]
+        except InvalidArtifact:
+            return None
 
     # --- the search's starting points -----------------------------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list:
-        """The baseline program (one start whatever `count`), or the program in `init_file`."""
+        """The starter program with the run's seed (one start whatever `count`), or the
+        program in `init_file`."""
         if init_file:
             return [self.load_artifact(init_file)]
-        return [self.baseline_file.read_text()]
+        return [{"program": self.starter_program(), "seed": int(seed)}]
 
-    def load_artifact(self, path: str | Path) -> str:
-        """A C++ source file, or a JSON file holding the source (a string, or an object with
-        one of the keys code / program / source / artifact)."""
+    def load_artifact(self, path: str | Path) -> dict:
+        """A C++ source file (seed 0), or a JSON file holding the source (a string, or an
+        object with one of the keys program / code / source / artifact, and optionally seed)."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -131,26 +142,29 @@ class ContestEnvironment(Environment):
             except ValueError as e:
                 raise InvalidArtifact(f"cannot read {path} as JSON: {e}") from e
             if isinstance(data, dict):
-                data = next((data[k] for k in SOURCE_KEYS if k in data), data)
+                key = next((k for k in SOURCE_KEYS if k in data), None)
+                data = {"program": data[key], "seed": data.get("seed", 0)} if key else data
             text = data
         try:
-            return _source(text)
+            source, seed = unpack(text)
         except InvalidArtifact as e:
             raise InvalidArtifact(f"{path}: {e}") from e
+        return {"program": source, "seed": seed}
 
     # --- scoring --------------------------------------------------------------------------------
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
-        """Compile and run `program` on the case set. The parent is in the prompt already, and
-        the cases are fixed (scores stay comparable), so parent_artifact and seed are unused."""
-        return self.score_program(program)
+        """Compile and run `program` with `seed` on the case set. The parent is in the prompt
+        already, and the cases are fixed (scores stay comparable): parent_artifact is unused."""
+        return self.score_program(program, seed=int(seed))
 
     def verify(self, artifact: Any) -> Evaluation:
-        """The artefact is a program: verifying it means compiling and running it (sandboxed)."""
+        """The artefact is a program: verifying it means compiling and running it (sandboxed)
+        with its seed."""
         try:
-            source = _source(artifact)
+            source, seed = unpack(artifact)
         except InvalidArtifact as e:
             return self.failed("invalid_artifact", str(e))
-        return self.score_program(source)
+        return self.score_program(source, seed=seed)
 
     def score_artifact(self, artifact: Any) -> float:
         ev = self.verify(artifact)
@@ -158,14 +172,15 @@ class ContestEnvironment(Environment):
             raise InvalidArtifact(f"{ev.failure}: {ev.log}")
         return ev.score
 
-    def score_program(self, source: str, cases: list[tuple[str, Any]] | None = None
-                      ) -> Evaluation:
-        """Compile `source`, run it on `cases` (default: the case set) and score every output."""
+    def score_program(self, source: str, cases: list[tuple[str, Any]] | None = None,
+                      seed: int = 0) -> Evaluation:
+        """Compile `source`, run it with `seed` on `cases` (default: the case set) and score
+        every output."""
         cases = self.case_set() if cases is None else cases
         comp = compile_cpp(source, self.compile_timeout_s, self.sandbox_paths)
         if comp.binary is None:
             return self.failed(comp.failure, comp.log, stage="compile", compile_s=comp.wall_s)
-        results = self._run_cases(comp.binary, cases)
+        results = self._run_cases(comp.binary, cases, seed)
         failed = sorted(i for i, r in results.items() if r[0] != "ok")
         if failed:
             i = failed[0]
@@ -183,18 +198,20 @@ class ContestEnvironment(Environment):
         if first_err:
             log += f"\nstderr of case 0: {first_err}"
         walls = [results[i][2].wall_s for i in range(len(cases))]
-        return Evaluation(ok=True, score=float(total), reward=total / len(cases), artifact=source,
+        return Evaluation(ok=True, score=float(total), reward=total / len(cases),
+                          artifact={"program": source, "seed": seed},
                           metrics={"case_scores": scores, "mean": total / len(cases),
                                    "max_wall_s": max(walls), "compile_s": comp.wall_s},
                           log=log)
 
-    def _run_cases(self, binary: bytes, cases: list[tuple[str, Any]]
+    def _run_cases(self, binary: bytes, cases: list[tuple[str, Any]], seed: int = 0
                    ) -> dict[int, tuple[str, Any, CaseRun | None]]:
         """case index -> ("ok", score, run) or (failure kind, reason, run). After the first
         failure the cases not yet started are dropped: one failure decides the candidate."""
         def one(case: Any) -> tuple[str, Any, CaseRun | None]:
             stdin = self._stdin.get(id(case)) or self.problem.format_input(case).encode()
-            run = run_binary(binary, stdin, self.cpu_s, self.memory_mb, paths=self.sandbox_paths)
+            run = run_binary(binary, stdin, self.cpu_s, self.memory_mb, paths=self.sandbox_paths,
+                             args=(str(seed),))
             if run.status != "ok":
                 return run.status, run.reason, run
             try:
@@ -220,10 +237,16 @@ class ContestEnvironment(Environment):
         return -1.0  # case scores are >= 0, so every valid mean is >= 0
 
 
-def _source(artifact: Any) -> str:
-    if not isinstance(artifact, str):
-        raise InvalidArtifact(f"an AHC artefact is a C++ program's source text, got "
-                              f"{type(artifact).__name__}")
-    if not artifact.strip():
+def unpack(artifact: Any) -> tuple[str, int]:
+    """(source, seed) of an artefact: {"program": source, "seed": seed}, or a bare source
+    (seed 0, as stored before programs had seeds)."""
+    source, seed = (artifact.get("program"), artifact.get("seed", 0)) \
+        if isinstance(artifact, dict) else (artifact, 0)
+    if not isinstance(source, str):
+        raise InvalidArtifact(f"an AHC artefact is a C++ program's source text (or an object "
+                              f"with it under 'program'), got {type(source).__name__}")
+    if not source.strip():
         raise InvalidArtifact("the program source is empty")
-    return artifact
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
+    return source, seed
