@@ -7,9 +7,10 @@ per run:
 
   valid          generated candidates with a verified artefact / all generated;
   better         valid ones that beat their own parent's score;
-  edited better  of those, the ones whose program differs from the parent's: the model changed
-                 the program (a starter improves its parent's artefact when re-run unchanged,
-                 so "better" alone is what the null backend also gets);
+  edited better  of those, the ones whose code (comments and blank lines aside) differs from
+                 the parent's: the model changed the program (a starter that improves its
+                 parent's artefact, or runs with a new seed, can score higher unchanged, so
+                 "better" alone is what the null backend also gets);
   best           the best generated score against the best initial state.
 
 Programs get a small budget (`--set` defaults per environment below) so that the model, not
@@ -47,7 +48,14 @@ ENVS = {  # name: options that keep one program's scoring short
 }
 
 
-def summarize(rd: Path, direction: str) -> dict:
+def code_only(code: str | None, language: str) -> str:
+    """The program without comments and blank lines: a reworded comment is not an edit."""
+    mark = "#" if language == "python" else "//"
+    lines = (line.split(mark, 1)[0].rstrip() for line in (code or "").splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def summarize(rd: Path, direction: str, language: str = "python") -> dict:
     con = sqlite3.connect(f"file:{rd / 'archive.sqlite'}?mode=ro", uri=True)
     try:
         rows = con.execute("SELECT c.ok, c.score, c.code, p.score, p.code, c.initial FROM "
@@ -58,7 +66,7 @@ def summarize(rd: Path, direction: str) -> dict:
     gen = [r for r in rows if not r[5]]
     valid = [r for r in gen if r[0]]
     better = [r for r in valid if r[3] is not None and sign * (r[1] - r[3]) > 0]
-    edited = [r for r in better if (r[2] or "").strip() != (r[4] or "").strip()]
+    edited = [r for r in better if code_only(r[2], language) != code_only(r[4], language)]
     pick = max if direction == "max" else min
     starts = [r[1] for r in rows if r[5] and r[1] is not None]
     return {"generated": len(gen), "valid": len(valid), "better": len(better),
@@ -92,7 +100,8 @@ def main() -> None:
         if r.returncode != 0:
             print(f"  {name}: FAILED ({r.returncode}): {r.stderr[-500:]}", flush=True)
             continue
-        s = summarize(rd, load_environment(name).direction)
+        env = load_environment(name)
+        s = summarize(rd, env.direction, env.language)
         rows.append((name, s, took))
         print(f"  {name}: {s['valid']}/{s['generated']} valid, {s['better']} better than their "
               f"parent, {s['edited']} of them edited; best {s['best']} (start {s['start']}); "
