@@ -224,7 +224,7 @@ def test_a_block_answer_that_changes_one_knob_scores_higher(env):
     source = env.starter_program()
     parent = Parent(code=None, artifact={"program": source, "seed": 0}, score=None,
                     parent_score=None)
-    old, new = "TRIES = 20;", "TRIES = 60;"
+    old, new = "const int TRIES = 20;", "const int TRIES = 60;"
     block = source[source.index("// EVOLVE-BLOCK-START"):source.index("// EVOLVE-BLOCK-END")]
     answer = "```cpp\n" + block.replace(old, new) + "// EVOLVE-BLOCK-END\n```"
     program = prompt.program(env, parent, answer)

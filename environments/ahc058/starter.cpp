@@ -7,10 +7,10 @@
 // at the end is printed.
 #include <bits/stdc++.h>
 using namespace std;
-// DISCOUNT: per turn spent saving up (below 1 prefers options bought sooner); HORIZON: share of
-// the turns left that an option is counted to earn over; TRIES: random settings tried besides.
 // EVOLVE-BLOCK-START
-const double DISCOUNT = 1.0, HORIZON = 1.0, TRIES = 20;
+const double DISCOUNT = 1.0;  // per turn spent saving up: below 1 prefers options bought sooner
+const double HORIZON = 1.0;  // share of the turns left that an option is counted to earn over
+const int TRIES = 20;  // random settings tried: DISCOUNT in [0.8, 1], HORIZON in [0.5, 1]
 // EVOLVE-BLOCK-END
 typedef __int128 big;
 
