@@ -216,6 +216,9 @@ def test_the_starter_is_a_seeded_search_that_beats_the_baseline(env, baseline):
         assert ev.ok and ev.score > base.score, ev.log
         assert env.verify(ev.artifact).score == ev.score
     assert runs[0].artifact["seed"] == 0 and runs[0].score != runs[1].score
+    # with no random settings it is the baseline's planner: the same case scores
+    plain = env.evaluate(env.starter_program().replace("TRIES = 20", "TRIES = 0"), None, seed=1)
+    assert plain.metrics["case_scores"] == base.metrics["case_scores"]
 
 
 def test_a_block_answer_that_changes_one_knob_scores_higher(env):
