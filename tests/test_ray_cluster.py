@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,9 +80,12 @@ def stop_node(proc: subprocess.Popen, temp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A two-node cluster with token authentication: (address, env with the token, node ids)."""
-    tmp = tmp_path_factory.mktemp("cluster")
+    # Not under pytest's tmp_path: Ray's socket paths (TEMP/session_DATE_TIME_USEC_PID/sockets/
+    # plasma_store) must stay within AF_UNIX's 107 bytes, and /tmp/pytest-of-USER/pytest-N/
+    # cluster0/worker passes that once N has three digits.
+    tmp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
     token = tmp / "auth_token"
     token.write_text(os.urandom(16).hex())
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -105,6 +110,7 @@ def cluster(tmp_path_factory):
     finally:
         for proc, temp in reversed(nodes):
             stop_node(proc, temp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
