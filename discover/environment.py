@@ -209,6 +209,21 @@ def registered() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
+    """(program, seed) of an artefact that is a program run with a seed (AHC, denoising,
+    TriMul): {"program": source, "seed": int, default 0}. `entry` says what the program is;
+    raises InvalidArtifact naming what is wrong."""
+    if not isinstance(artifact, dict):
+        raise InvalidArtifact(f"an artefact is a JSON object with a 'program' ({entry}), got "
+                              f"{type(artifact).__name__}")
+    program, seed = artifact.get("program"), artifact.get("seed", 0)
+    if not isinstance(program, str) or not program.strip():
+        raise InvalidArtifact(f"the artefact has no 'program', or an empty one ({entry})")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
+    return program, seed
+
+
 def load_environment(name: str, **options: Any) -> Environment:
     eps = registered()
     if name not in eps:

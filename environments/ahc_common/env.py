@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
+from discover.environment import Environment, Evaluation, InvalidArtifact, program_and_seed
 from environments.ahc_common.cpp import CaseRun, compile_cpp, run_binary
 
 CONTEST_CASES = 150  # the published totals are sums over this many hidden cases
@@ -240,13 +240,6 @@ class ContestEnvironment(Environment):
 def unpack(artifact: Any) -> tuple[str, int]:
     """(source, seed) of an artefact: {"program": source, "seed": seed}, or a bare source
     (seed 0, as stored before programs had seeds)."""
-    source, seed = (artifact.get("program"), artifact.get("seed", 0)) \
-        if isinstance(artifact, dict) else (artifact, 0)
-    if not isinstance(source, str):
-        raise InvalidArtifact(f"an AHC artefact is a C++ program's source text (or an object "
-                              f"with it under 'program'), got {type(source).__name__}")
-    if not source.strip():
-        raise InvalidArtifact("the program source is empty")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
-    return source, seed
+    if isinstance(artifact, str):
+        artifact = {"program": artifact}
+    return program_and_seed(artifact, "a C++ program's source text")

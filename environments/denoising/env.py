@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
+from discover.environment import Environment, Evaluation, InvalidArtifact, program_and_seed
 from discover.sandbox import Limits, run_function
 from environments.denoising import data as dataset
 from environments.denoising import scoring
@@ -230,14 +230,7 @@ class DenoisingEnvironment(Environment):
 
 
 def _unpack(artifact: Any) -> tuple[str, int, str | None]:
-    if not isinstance(artifact, dict):
-        raise InvalidArtifact(f"an artefact is a JSON object with a 'program' string, got "
-                              f"{type(artifact).__name__}")
-    program, seed = artifact.get("program"), artifact.get("seed", 0)
-    if not isinstance(program, str) or not program.strip():
-        raise InvalidArtifact("the artefact has no 'program' (Python source defining denoise)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
+    program, seed = program_and_seed(artifact, "Python source defining denoise")
     digest = artifact.get("data")
     if digest is not None and not isinstance(digest, str):
         raise InvalidArtifact(f"the artefact's 'data' must be a digest string, got {digest!r}")

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.environment import FAILURE_KINDS, Environment, Evaluation, InvalidArtifact
+from discover.environment import (
+    FAILURE_KINDS,
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    program_and_seed,
+)
 from discover.sandbox import Limits, RunResult, run_program
 from environments.trimul import configs, reference
 from environments.trimul.configs import Spec
@@ -439,13 +445,4 @@ def _tail(res: RunResult, stderr: bool = True) -> str:
 
 
 def _unpack(artifact: Any) -> tuple[str, int]:
-    if not isinstance(artifact, dict):
-        raise InvalidArtifact(f"a trimul artefact is a JSON object with a 'program' string, got "
-                              f"{type(artifact).__name__}")
-    program, seed = artifact.get("program"), artifact.get("seed", 0)
-    if not isinstance(program, str) or not program.strip():
-        raise InvalidArtifact("the artefact has no 'program' (Python source defining "
-                              "custom_kernel)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
-    return program, seed
+    return program_and_seed(artifact, "Python source defining custom_kernel")
