@@ -67,7 +67,10 @@ class Environment:
     name: ClassVar[str] = ""
     direction: ClassVar[str] = "min"  # "min" or "max"
     language: ClassVar[str] = "python"
-    time_budget_s: ClassVar[float] = 10.0  # per program, handed to it as budget_s
+    # Per program: its wall-clock limit. Some environments also hand it to the program as
+    # budget_s; Erdős, AC and circle packing hand it a work count (`iters`) instead, so that
+    # a result does not depend on the machine's load.
+    time_budget_s: ClassVar[float] = 10.0
     cpu_slots: ClassVar[int] = 1  # Ray CPUs one evaluation occupies
     gpus: ClassVar[float] = 0.0  # CUDA devices one evaluation needs
     target: ClassVar[float | None] = None  # the record to beat, shown in prompts
@@ -78,7 +81,7 @@ class Environment:
     sandbox_packages: ClassVar[tuple[str, ...]] = ("numpy",)
     sandbox_paths: ClassVar[tuple[str, ...]] = ()
     score_name: ClassVar[str] = "score"  # what the score is called in prompts, e.g. "C5"
-    entry: ClassVar[str] = ""  # the function a program defines, e.g. "solve(parent, budget_s,
+    entry: ClassVar[str] = ""  # the function a program defines, e.g. "solve(parent, iters,
     # seed)"; "" when a program is a whole program (C++ reading stdin)
     max_code_chars: ClassVar[int] = 4000  # of the parent's program shown (head and tail kept)
 

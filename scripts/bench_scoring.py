@@ -36,7 +36,7 @@ OVERHEAD_TARGET = 1.2
 CANDIDATE = """import time
 import numpy as np
 
-def solve(parent, budget_s, seed):
+def solve(parent, iters, seed):
     t0, x = time.process_time(), 0
     while time.process_time() - t0 < {cpu_s}:  # CPU-bound work
         x += 1

@@ -39,17 +39,17 @@ needs_reference = pytest.mark.skipif(
 
 
 def program(body):
-    return "import numpy as np\n\ndef solve(parent, budget_s, seed):\n" + body
+    return "import numpy as np\n\ndef solve(parent, iters, seed):\n" + body
 
 
 @pytest.fixture(scope="module")
 def ac1():
-    return AC1Environment(time_budget_s=2)
+    return AC1Environment()
 
 
 @pytest.fixture(scope="module")
 def ac2():
-    return AC2Environment(time_budget_s=2)
+    return AC2Environment()
 
 
 # --- the formulas ---------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_render_prompt(ac1, ac2):
                stdout="iteration 9: best 1.9\n")
     text = ac1.render_prompt(p)
     for part in ("return np.ones(20)", "bound: 2 -> 1.9", "1.5028629", "best 1.9", "n=20",
-                 "```python", "solve(parent, budget_s, seed)", "np.convolve(a, a)", "lower"):
+                 "```python", "solve(parent, iters, seed)", "np.convolve(a, a)", "lower"):
         assert part in text
     text = ac2.render_prompt(Parent(code=None, artifact=[1.0] * 600, score=0.6,
                                     parent_score=None))
@@ -232,8 +232,14 @@ def test_registered_and_options():
     assert env.direction == "min" and env.target == 1.5028629
     env = load_environment("ac2")
     assert isinstance(env, AC2Environment) and env.direction == "max"
-    with pytest.raises(ValueError, match="unknown option.*ac2.*time_budget_s"):
+    with pytest.raises(ValueError, match="unknown option.*ac2.*time_budget_s.*iterations"):
         AC2Environment(budget=5)
+    assert load_environment("ac1", iterations=7).iterations == 7
+    assert AC1Environment().iterations == AC1Environment.iterations >= 1
+    assert AC2Environment().iterations == AC2Environment.iterations >= 1
+    for bad in (0, "100"):
+        with pytest.raises(ValueError, match=r"iterations must be an integer >= 1, got "):
+            load_environment("ac2", iterations=bad)
 
 
 # --- evaluate: real programs in the real sandbox --------------------------------------------
@@ -241,7 +247,7 @@ def test_registered_and_options():
 def test_evaluate_valid_program_with_parent(ac1):
     code = program(
         "    assert isinstance(parent, np.ndarray) and parent.dtype == np.float64\n"
-        "    assert 0 < budget_s <= 2\n"
+        f"    assert isinstance(iters, int) and iters == {ac1.iterations}\n"
         "    rng = np.random.default_rng(seed)\n"
         "    print('claimed bound 0.1')\n"
         "    return np.concatenate([parent, rng.uniform(0, 1, 4)])\n")

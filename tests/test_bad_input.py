@@ -123,6 +123,15 @@ def test_zero_or_negative_sizes(tmp_path, capsys, argv, name):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("env", ["erdos", "ac1", "circle_packing_26"])
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_the_work_a_program_is_given_is_a_positive_integer(tmp_path, capsys, env, value):
+    rc, err = run_cli(capsys, "run", env, "--run-dir", str(tmp_path / "r"), "--set",
+                      f"env.iterations={value}")
+    assert rc == 2 and f"environment '{env}': iterations must be an integer >= 1, got " in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_model(tmp_path, capsys):
     for model, message in [("/nonexistent/model", "model folder /nonexistent/model not found"),
                            ("./no-such-folder", "model folder ./no-such-folder not found"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from busy import busy_cores
 
 from discover.environment import InvalidArtifact, Parent, load_environment
 from environments.circle_packing import (
@@ -35,7 +36,7 @@ FLOAT_SAYS_OVERLAP = [[0.6001458690520209, 0.41216350319441597, 0.04846628774655
 
 
 def program(body):
-    return "import numpy as np\n\ndef solve(parent, budget_s, seed):\n" + body
+    return "import numpy as np\n\ndef solve(parent, iters, seed):\n" + body
 
 
 def reference(name):
@@ -193,7 +194,7 @@ def test_render_prompt(env26):
 
 @pytest.mark.parametrize("n", [26, 32])
 def test_the_starter_improves_an_initial_packing(n):
-    env = load_environment(f"circle_packing_{n}", time_budget_s=1)
+    env = load_environment(f"circle_packing_{n}")
     (start,) = env.initial_artifacts(1, seed=4)
     before = env.verify(start)
     ev = env.evaluate(env.starter_program(), before.artifact, seed=0)
@@ -222,8 +223,14 @@ def test_registered():
     assert isinstance(env, CirclePacking32) and env.n == 32 and env.time_budget_s == 3.0
     assert env.direction == "max" and env.target == 2.9395725
     assert load_environment("circle_packing_26").target == 2.6359774
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown option.*time_budget_s.*iterations"):
         CirclePacking26(n=30)
+    assert load_environment("circle_packing_26", iterations=7).iterations == 7
+    assert CirclePacking26().iterations == CirclePacking26.iterations >= 1
+    assert CirclePacking32().iterations == CirclePacking32.iterations >= 1
+    for bad in (0, "100"):
+        with pytest.raises(ValueError, match=r"iterations must be an integer >= 1, got "):
+            load_environment("circle_packing_32", iterations=bad)
 
 
 # --- evaluate: real programs in the real sandbox --------------------------------------------
@@ -246,3 +253,20 @@ def test_evaluate_valid_invalid_crash(env26):
     assert crash.failure == "crash" and "IndexError" in crash.log
     flat = env26.evaluate(program("    return np.zeros(78)\n"), None, seed=0)
     assert flat.failure == "invalid_output" and "2-D array" in flat.log
+
+
+def test_the_starter_counts_work_not_seconds_so_a_busy_machine_changes_nothing():
+    """The same program, parent and seed give the same packing on an idle machine and on one
+    whose every core is busy; another seed gives another packing."""
+    env = CirclePacking26(iterations=2000)  # fewer moves than a run's, for a quick test
+    (start,) = env.initial_artifacts(1, seed=4)
+    starter = env.starter_program()
+    assert "import time" not in starter and "solve(parent, iters, seed)" in starter
+    idle = env.evaluate(starter, start, seed=0)
+    with busy_cores(2):
+        busy = env.evaluate(starter, start, seed=0)
+    assert idle.ok and busy.ok, (idle.log, busy.log)
+    assert busy.artifact == idle.artifact and busy.score == idle.score
+    assert idle.score > env.verify(start).score
+    other = env.evaluate(starter, start, seed=1)
+    assert other.ok and other.artifact != idle.artifact

@@ -33,7 +33,7 @@ def candidates(rd):
 def test_the_null_model_reruns_each_parent_program_from_a_starter_seeded_state(tmp_path):
     rd = tmp_path / "null"
     run_cli("run", "erdos", "--backend", "null", "--steps", "2", "--groups", "2",
-            "--group-size", "2", "--run-dir", str(rd), "--set", "env.time_budget_s=0.5",
+            "--group-size", "2", "--run-dir", str(rd), "--set", "env.iterations=20000",
             "--set", "run.initial_states=2")
     rows = candidates(rd)
     by_id = {r["id"]: r for r in rows}
@@ -56,7 +56,7 @@ def test_the_null_model_reruns_each_parent_program_from_a_starter_seeded_state(t
 def test_the_embedded_model_improves_on_the_erdos_starter_with_learning_on(tmp_path):
     rd = tmp_path / "erdos"
     r = run_cli("run", "erdos", "--steps", "2", "--groups", "1", "--group-size", "6",
-                "--max-new-tokens", "160", "--run-dir", str(rd), "--set", "env.time_budget_s=0.5",
+                "--max-new-tokens", "160", "--run-dir", str(rd), "--set", "env.iterations=20000",
                 "--set", "run.initial_states=1")
     assert "learner entropic" in r.stderr  # test-time RL is the default
     rows = candidates(rd)

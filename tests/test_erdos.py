@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from busy import busy_cores
 
 from discover.environment import InvalidArtifact, Parent, load_environment
 from environments.erdos import ErdosEnvironment, exact_c5, normalise, score
@@ -26,7 +27,7 @@ def reference(name):
 
 
 def program(body):
-    return "import numpy as np\n\ndef solve(parent, budget_s, seed):\n" + body
+    return "import numpy as np\n\ndef solve(parent, iters, seed):\n" + body
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_render_prompt(env):
                stdout="iteration 9: best 0.41\n")
     text = env.render_prompt(p)
     for part in ("return np.full(20, 0.5)", "0.45000000 -> 0.41000000", "0.380876",
-                 "best 0.41", "`parent`", "n=20", "```python", "solve(parent, budget_s, seed)"):
+                 "best 0.41", "`parent`", "n=20", "```python", "solve(parent, iters, seed)"):
         assert part in text
     start = env.render_prompt(Parent(code=None, artifact=[0.5] * 50, score=0.5,
                                      parent_score=None))
@@ -158,7 +159,7 @@ def test_render_prompt(env):
 
 def test_long_code_keeps_head_and_tail(env):
     body = "".join(f"    x{i} = {i}  # filler line\n" for i in range(600))
-    code = "import numpy as np\n\ndef solve(parent, budget_s, seed):\n" + body + \
+    code = "import numpy as np\n\ndef solve(parent, iters, seed):\n" + body + \
         "    return FINAL_LINE\n"
     text = env.render_prompt(Parent(code=code, artifact=[0.5], score=0.5, parent_score=None))
     assert "import numpy as np" in text and "return FINAL_LINE" in text
@@ -170,8 +171,19 @@ def test_registered_and_options():
     env = load_environment("erdos", time_budget_s=5)
     assert isinstance(env, ErdosEnvironment) and env.time_budget_s == 5.0
     assert env.direction == "min" and env.target == 0.380876
-    with pytest.raises(ValueError, match="unknown option.*time_budget"):
+    with pytest.raises(ValueError, match="unknown option.*time_budget.*iterations"):
         ErdosEnvironment(time_budget=5)
+    assert env.iterations == ErdosEnvironment.iterations >= 1
+    assert load_environment("erdos", iterations=7).iterations == 7
+
+
+@pytest.mark.parametrize("bad", [0, -3, "100", 2.5, True, None])
+def test_iterations_must_be_a_positive_integer(bad):
+    if bad is None:  # None means the default
+        assert ErdosEnvironment(iterations=None).iterations == ErdosEnvironment.iterations
+        return
+    with pytest.raises(ValueError, match=r"iterations must be an integer >= 1, got "):
+        load_environment("erdos", iterations=bad)
 
 
 # --- evaluate: real programs in the real sandbox --------------------------------------------
@@ -182,7 +194,7 @@ def test_evaluate_valid_program_and_parent_handed_in(env):
         "        return np.full(30, 0.5)\n"
         "    rng = np.random.default_rng(seed)\n"
         "    assert isinstance(parent, np.ndarray) and parent.dtype == np.float64\n"
-        "    assert 0 < budget_s <= 2\n"
+        f"    assert isinstance(iters, int) and iters == {env.iterations}\n"
         "    return parent * 2 + rng.uniform(0, 1e-3, len(parent))\n")
     ev = env.evaluate(code, None, seed=0)
     assert ev.ok and ev.score == 0.5 and ev.reward == -0.5
@@ -199,7 +211,7 @@ def test_evaluate_failures(env):
     nan = env.evaluate(program("    return np.array([0.5, np.nan, 0.5])\n"), None, seed=0)
     assert nan.failure == "invalid_artifact" and "NaN at index 1" in nan.log
     assert nan.reward == env.failure_reward
-    wrong = env.evaluate("import numpy as np\n\ndef solver(parent, budget_s, seed):\n"
+    wrong = env.evaluate("import numpy as np\n\ndef solver(parent, iters, seed):\n"
                          "    return np.full(4, 0.5)\n", None, seed=0)
     assert wrong.failure == "crash" and "solve" in wrong.log
     flat = env.evaluate(program("    return np.full((4, 4), 0.5)\n"), None, seed=0)
@@ -213,3 +225,21 @@ def test_printed_score_is_ignored(env):
                    "\nC5 = 0.0001\n")
     ev = env.evaluate(code, None, seed=0)
     assert ev.ok and ev.score == 0.5625 and "0.0001" in ev.log
+
+
+def test_the_starter_counts_work_not_seconds_so_a_busy_machine_changes_nothing():
+    """The same program, parent and seed give the same artefact on an idle machine and on one
+    whose every core is busy (the starter once ran until a wall-clock deadline, and its C5 then
+    moved with the machine's load); another seed gives another artefact."""
+    env = ErdosEnvironment()  # the default work and wall limit, as a run has them
+    (start,) = env.initial_artifacts(1, seed=3)
+    starter = env.starter_program()
+    assert "import time" not in starter and "solve(parent, iters, seed)" in starter
+    idle = env.evaluate(starter, start, seed=0)
+    with busy_cores(2):
+        busy = env.evaluate(starter, start, seed=0)
+    assert idle.ok and busy.ok, (idle.log, busy.log)
+    assert busy.artifact == idle.artifact and busy.score == idle.score
+    assert busy.reward == idle.reward and idle.score < env.verify(start).score - 0.02
+    other = env.evaluate(starter, start, seed=1)
+    assert other.ok and other.artifact != idle.artifact

@@ -8,7 +8,7 @@ from discover import evolve_block, prompt
 from discover.environment import Parent, load_environment
 from discover.extract import extract_code
 
-ERDOS = load_environment("erdos", time_budget_s=0.5)
+ERDOS = load_environment("erdos", iterations=20000)  # half a run's work: a quicker test
 STARTER = ERDOS.starter_program()
 BLOCK = STARTER[:STARTER.index("# EVOLVE-BLOCK-END")]
 
@@ -27,12 +27,12 @@ def test_the_prompt_has_every_part_in_order():
     at = [text.index(part) for part in order]
     assert at == sorted(at)
     whole = prompt.render(ERDOS, parent(), "whole")
-    assert "Write an improved solve(parent, budget_s, seed) with a lower C5" in whole
+    assert "Write an improved solve(parent, iters, seed) with a lower C5" in whole
     assert "Rewrite the part" not in whole
 
 
 def test_block_mode_needs_a_marked_parent():
-    plain = "import numpy as np\ndef solve(parent, budget_s, seed):\n    return parent\n"
+    plain = "import numpy as np\ndef solve(parent, iters, seed):\n    return parent\n"
     assert not prompt.asks_block(ERDOS, parent(plain), "block")
     assert prompt.prefill(ERDOS, parent(plain), "block") == "```python\n"
     assert prompt.prefill(ERDOS, parent(), "block") == "```python\n# EVOLVE-BLOCK-START\n"
@@ -63,7 +63,7 @@ def test_a_block_answer_is_spliced_into_the_parent():
     assert again == program
     # no END marker: the block stops where the answer restates a later definition
     cut = prompt.program(ERDOS, parent(), answer(NEW_BODY, end=False,
-                                                 rest="\ndef solve(parent, budget_s, seed):\n"
+                                                 rest="\ndef solve(parent, iters, seed):\n"
                                                       "    return None\n"), "block")
     assert cut == program
     # decoding stopped at the end marker (prompt.stop): no closing fence, the same program

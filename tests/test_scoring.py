@@ -7,17 +7,17 @@ import ray
 
 from discover.scoring import ScorerPool, start_ray
 
-GOOD = "import numpy as np\ndef solve(parent, budget_s, seed):\n    return np.full(20, 0.5)\n"
+GOOD = "import numpy as np\ndef solve(parent, iters, seed):\n    return np.full(20, 0.5)\n"
 HOSTILE = {
-    "timeout": "def solve(parent, budget_s, seed):\n    while True:\n        pass\n",
-    "memory": ("def solve(parent, budget_s, seed):\n"
+    "timeout": "def solve(parent, iters, seed):\n    while True:\n        pass\n",
+    "memory": ("def solve(parent, iters, seed):\n"
                "    x = bytearray(50 * 1024**3)\n    return [0.5]\n"),
-    "fork": ("import os\ndef solve(parent, budget_s, seed):\n"
+    "fork": ("import os\ndef solve(parent, iters, seed):\n"
              "    while True:\n        try:\n            os.fork()\n"
              "        except OSError:\n            pass\n"),
-    "kill_parent": ("import os, signal\ndef solve(parent, budget_s, seed):\n"
+    "kill_parent": ("import os, signal\ndef solve(parent, iters, seed):\n"
                     "    os.kill(os.getppid(), signal.SIGKILL)\n    return [0.5]\n"),
-    "write_outside": ("def solve(parent, budget_s, seed):\n"
+    "write_outside": ("def solve(parent, iters, seed):\n"
                       "    open('/tmp/discover_escape_marker', 'w').write('x')\n"
                       "    open('/root/discover_escape_marker', 'w').write('x')\n"
                       "    return [0.5]\n"),
@@ -57,7 +57,7 @@ def test_hostile_programs_are_recorded_and_the_pool_survives(pool):
 
 
 def test_results_keep_job_order(pool):
-    codes = [f"import numpy as np\ndef solve(parent, budget_s, seed):\n"
+    codes = [f"import numpy as np\ndef solve(parent, iters, seed):\n"
              f"    return np.r_[np.full({n}, 0.5)]\n" for n in (4, 10, 30, 6)]
     res = pool.evaluate([(c, None, 0) for c in codes])
     assert [ev.metrics.get("n") for ev, _ in res] == [4, 10, 30, 6]
@@ -67,7 +67,7 @@ def test_a_stream_starts_jobs_as_they_are_added(pool):
     """Jobs run while the caller does something else (the sampler, in a step): each has
     finished before `results` is asked; results come back by key, whatever the order."""
     stream = pool.stream()
-    codes = {f"n{n}": f"import numpy as np\ndef solve(parent, budget_s, seed):\n"
+    codes = {f"n{n}": f"import numpy as np\ndef solve(parent, iters, seed):\n"
                       f"    return np.full({n}, 0.5)\n" for n in (3, 7, 5)}
     for key, code in codes.items():
         stream.add(key, (code, None, 0))

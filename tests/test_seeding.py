@@ -1,6 +1,7 @@
 """Step 0 of a run: each starting construction is improved once by the starter program; a
-starter that runs out of time (a busy machine) leaves its state unimproved, a broken one stops
-the run with an error that names it. Real Ray scorers, the real sandbox, a real SQLite file."""
+starter that runs out of time (past the wall limit: one that never returns, or a machine far
+too busy for its work) leaves its state unimproved, a broken one stops the run with an error
+that names it. Real Ray scorers, the real sandbox, a real SQLite file."""
 
 import pytest
 import ray
@@ -12,8 +13,8 @@ from discover.scoring import ScorerPool, start_ray
 from discover.search import seed_initial_states
 from environments.erdos.env import ErdosEnvironment
 
-SLEEPER = "import time\n\n\ndef solve(parent, budget_s, seed):\n    time.sleep(3600)\n"
-BROKEN = "def solve(parent, budget_s, seed):\n    raise RuntimeError('boom')\n"
+SLEEPER = "import time\n\n\ndef solve(parent, iters, seed):\n    time.sleep(3600)\n"
+BROKEN = "def solve(parent, iters, seed):\n    raise RuntimeError('boom')\n"
 
 
 class WithStarter(ErdosEnvironment):
@@ -28,14 +29,16 @@ class WithStarter(ErdosEnvironment):
 @pytest.fixture(scope="module")
 def pool():
     start_ray(num_cpus=2)
-    p = ScorerPool("erdos", {"time_budget_s": 0.5}, slots=2)
+    # A quarter of a run's work, and a wall limit of 0.5 s (+ the sandbox's start-up margin)
+    # that the sleeper passes soon.
+    p = ScorerPool("erdos", {"time_budget_s": 0.5, "iterations": 10000}, slots=2)
     yield p
     p.shutdown()
     ray.shutdown()
 
 
 def seed(tmp_path, pool, program):
-    env = WithStarter(program, time_budget_s=0.5)
+    env = WithStarter(program, time_budget_s=0.5, iterations=10000)
     cfg = Config()
     cfg.run.initial_states = 2
     archive = Archive(tmp_path / "archive.sqlite")

@@ -1,4 +1,4 @@
-"""Helpers for environments whose program is `solve(parent, budget_s, seed)` returning an array.
+"""Helpers for environments whose program is `solve(parent, iters, seed)` returning an array.
 
 Used by autocorrelation (AC1, AC2) and circle_packing; nothing here is specific to either, so
 it could move to discover/ for every array-returning environment.
@@ -14,7 +14,7 @@ import numpy as np
 from discover.environment import Environment, Evaluation, InvalidArtifact
 from discover.sandbox import Limits, run_function
 
-WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
+WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the wall limit time_budget_s
 STDOUT_CHARS = 300
 
 
@@ -29,14 +29,16 @@ class Solved:
 
 
 def run_solve(env: Environment, program: str, parent: np.ndarray | None, seed: int,
-              budget_s: float, memory_mb: int, ndim: int) -> Solved:
-    """Run `program`'s solve(parent, budget_s, seed) in the sandbox; map every failure.
+              iters: int, time_budget_s: float, memory_mb: int, ndim: int) -> Solved:
+    """Run `program`'s solve(parent, iters, seed) in the sandbox; map every failure.
 
+    `iters` is the work the program is asked for (its result must not depend on the clock);
+    `time_budget_s` only bounds the run's wall time, as a safety limit: a run past it fails.
     A run that returns anything but a real `ndim`-dimensional array fails as invalid_output;
     what the values mean (and whether they are valid) is the environment's to verify.
     """
-    kwargs = {"parent": parent, "budget_s": float(budget_s), "seed": int(seed)}
-    limits = Limits(wall_s=budget_s + WALL_MARGIN_S, memory_mb=memory_mb)
+    kwargs = {"parent": parent, "iters": int(iters), "seed": int(seed)}
+    limits = Limits(wall_s=time_budget_s + WALL_MARGIN_S, memory_mb=memory_mb)
     res = run_function(program, "solve", kwargs, limits, env.sandbox_packages, env.sandbox_paths)
     if res.failure:
         return Solved(None, env.failed(res.failure, res.log, wall_s=res.wall_s), res.wall_s,

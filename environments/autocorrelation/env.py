@@ -1,6 +1,6 @@
 """The autocorrelation environments: AC1 (minimise the bound) and AC2 (maximise C).
 
-Both take a non-negative sequence from solve(parent, budget_s, seed); they differ only in the
+Both take a non-negative sequence from solve(parent, iters, seed); they differ only in the
 functional (scoring.py), the direction, the record and the prompt.
 """
 
@@ -26,22 +26,33 @@ class AutocorrelationEnvironment(Environment):
     language = "python"
     time_budget_s = 10.0
     cpu_slots = 1
-    entry = "solve(parent, budget_s, seed)"
+    entry = "solve(parent, iters, seed)"
     max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
     prompt_file: ClassVar[str] = ""
     starter_file: ClassVar[str] = ""
+    # The work a program is handed as `iters` (a subclass sets it): the starter makes this many
+    # moves in about 0.8 s on an idle core (AMD EPYC). Counting work, not seconds, makes a
+    # program's result depend on the program, its parent and its seed only; time_budget_s is
+    # only the sandbox's wall limit.
+    iterations: ClassVar[int] = 0
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
-                 **options: Any) -> None:
+                 iterations: int | None = None, **options: Any) -> None:
         if options:  # a misspelt option must not be silently ignored
             raise ValueError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb")
+                             "known: time_budget_s, memory_mb, iterations")
         if not float(time_budget_s) > 0:
             raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
-        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb)
+        iterations = self.iterations if iterations is None else iterations
+        if not (isinstance(iterations, int) and not isinstance(iterations, bool)
+                and iterations >= 1):
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)
-        self._statement = (HERE / self.prompt_file).read_text().strip()
+        self.iterations = iterations
+        self._statement = (HERE / self.prompt_file).read_text().strip().format(
+            time_budget_s=self.time_budget_s)
         self._starter = (HERE / self.starter_file).read_text()
 
     def score_values(self, values: Any) -> float:
@@ -90,8 +101,8 @@ class AutocorrelationEnvironment(Environment):
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else \
             np.asarray(arrays.unwrap(parent_artifact, ARTIFACT_KEYS), dtype=np.float64)
-        run = arrays.run_solve(self, program, parent, seed, self.time_budget_s, self.memory_mb,
-                               ndim=1)
+        run = arrays.run_solve(self, program, parent, seed, self.iterations, self.time_budget_s,
+                               self.memory_mb, ndim=1)
         if run.failure:
             return run.failure
         try:  # the score is recomputed here; anything the program printed or claimed is ignored
@@ -144,6 +155,7 @@ class AC1Environment(AutocorrelationEnvironment):
     target = 1.5028629  # TTT-Discover, n = 30000 (1.502862898255826 recomputed)
     prompt_file = "prompt_ac1.md"
     starter_file = "starter_ac1.py"
+    iterations = 10000
     score_name = "bound"
 
     def score_values(self, values: Any) -> float:
@@ -163,6 +175,7 @@ class AC2Environment(AutocorrelationEnvironment):
     target = 0.9610211  # AlphaEvolve v2, n = 50000 (0.9610210777840245 recomputed)
     prompt_file = "prompt_ac2.md"
     starter_file = "starter_ac2.py"
+    iterations = 9000
     score_name = "C"
 
     def score_values(self, values: Any) -> float:

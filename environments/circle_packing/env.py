@@ -32,20 +32,31 @@ class CirclePackingEnvironment(Environment):
     time_budget_s = 10.0
     cpu_slots = 1
     score_name = "sum of radii"
-    entry = "solve(parent, budget_s, seed)"
+    entry = "solve(parent, iters, seed)"
     max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
+    # The work a program is handed as `iters` (a subclass sets it): the starter makes this many
+    # moves in about 0.8 s on an idle core (AMD EPYC). Counting work, not seconds, makes a
+    # program's result depend on the program, its parent and its seed only; time_budget_s is
+    # only the sandbox's wall limit.
+    iterations: ClassVar[int] = 0
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
-                 **options: Any) -> None:
+                 iterations: int | None = None, **options: Any) -> None:
         if options:  # a misspelt option must not be silently ignored
             raise ValueError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb")
+                             "known: time_budget_s, memory_mb, iterations")
         if not float(time_budget_s) > 0:
             raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
-        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb)
+        iterations = self.iterations if iterations is None else iterations
+        if not (isinstance(iterations, int) and not isinstance(iterations, bool)
+                and iterations >= 1):
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)
-        self._statement = PROMPT.format(n=self.n, record=self.target)
+        self.iterations = iterations
+        self._statement = PROMPT.format(n=self.n, record=self.target,
+                                        time_budget_s=self.time_budget_s)
 
     @property
     def failure_reward(self) -> float:
@@ -84,8 +95,8 @@ class CirclePackingEnvironment(Environment):
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else \
             np.asarray(arrays.unwrap(parent_artifact, ARTIFACT_KEYS), dtype=np.float64)
-        run = arrays.run_solve(self, program, parent, seed, self.time_budget_s, self.memory_mb,
-                               ndim=2)
+        run = arrays.run_solve(self, program, parent, seed, self.iterations, self.time_budget_s,
+                               self.memory_mb, ndim=2)
         if run.failure:
             return run.failure
         try:  # the score is recomputed here; anything the program printed or claimed is ignored
@@ -156,10 +167,12 @@ def random_packing(n: int, rng: np.random.Generator, tries: int = 1000) -> np.nd
 class CirclePacking26(CirclePackingEnvironment):
     name = "circle_packing_26"
     n = 26
+    iterations = 6000
     target = 2.6359774  # TTT-Discover (2.6359773947542573 recomputed, exactly feasible)
 
 
 class CirclePacking32(CirclePackingEnvironment):
     name = "circle_packing_32"
     n = 32
+    iterations = 5000
     target = 2.9395725  # TTT-Discover's program, regenerated (2.939572499640256 recomputed)

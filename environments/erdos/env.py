@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -16,7 +16,7 @@ STATEMENT = (Path(__file__).parent / "prompt.md").read_text().strip()
 STARTER = (Path(__file__).parent / "starter.py").read_text()
 ARTIFACT_KEYS = ("sequence", "values", "artifact")  # accepted wrappers of a JSON list
 STDOUT_CHARS = 300
-WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of the program's own budget
+WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of time_budget_s
 INITIAL_N = 50
 INITIAL_NOISE = 0.1
 
@@ -29,19 +29,28 @@ class ErdosEnvironment(Environment):
     cpu_slots = 1
     target = 0.380876  # TTT-Discover's record, C5 <= 0.380876 (0.3808753232 recomputed)
     score_name = "C5"
-    entry = "solve(parent, budget_s, seed)"
+    entry = "solve(parent, iters, seed)"
     max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
+    # The work a program is handed as `iters`: the starter makes this many moves in about 0.8 s
+    # on an idle core (AMD EPYC). Counting work, not seconds, makes a program's result depend on
+    # the program, its parent and its seed only; time_budget_s is only the sandbox's wall limit.
+    iterations: ClassVar[int] = 40000
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
-                 **options: Any) -> None:
+                 iterations: int | None = None, **options: Any) -> None:
         if options:  # a misspelt option must not be silently ignored
             raise ValueError(f"unknown option(s) for erdos: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb")
-        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb)
+                             "known: time_budget_s, memory_mb, iterations")
+        iterations = self.iterations if iterations is None else iterations
+        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         if not float(time_budget_s) > 0:
             raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        if not (isinstance(iterations, int) and not isinstance(iterations, bool)
+                and iterations >= 1):
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)
+        self.iterations = iterations
 
     @property
     def failure_reward(self) -> float:
@@ -50,7 +59,7 @@ class ErdosEnvironment(Environment):
 
     # --- what the model sees -------------------------------------------------
     def statement(self) -> str:
-        return STATEMENT
+        return STATEMENT.format(time_budget_s=self.time_budget_s)
 
     def handoff(self, artifact: Any) -> str:
         n = _length(artifact)
@@ -87,7 +96,7 @@ class ErdosEnvironment(Environment):
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else \
             np.asarray(_unwrap(parent_artifact), dtype=np.float64)
-        kwargs = {"parent": parent, "budget_s": self.time_budget_s, "seed": int(seed)}
+        kwargs = {"parent": parent, "iters": self.iterations, "seed": int(seed)}
         limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb)
         res = run_function(program, "solve", kwargs, limits, self.sandbox_packages,
                            self.sandbox_paths)
