@@ -389,6 +389,11 @@ class Archive:
             raise CandidateNotFound(f"no candidate {id} in {self.path}")
         return _candidate(row)
 
+    def initial_states(self) -> list[Candidate]:
+        """The initial states (step -1), in the order they were stored."""
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM candidates WHERE initial = 1 ORDER BY id")
+        return [_candidate(r) for r in rows]
+
     def best(self, k: int = 1) -> list[Candidate]:
         """The k best valid candidates by reward (ties: the earlier one first)."""
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM candidates WHERE ok = 1 "

@@ -25,7 +25,8 @@ from discover.policy import BackendError
 RUN_FLAGS = {
     "steps": ("run", "steps"), "groups": ("run", "groups"), "group_size": ("run", "group_size"),
     "seed": ("run", "seed"), "budget_s": ("run", "budget_s"), "run_dir": ("run", "run_dir"),
-    "init": ("run", "init_file"), "selection": ("run", "selection"),
+    "init": ("run", "init_file"), "init_from": ("run", "init_from"),
+    "selection": ("run", "selection"),
     "model": ("policy", "model"), "backend": ("policy", "backend"),
     "base_url": ("policy", "base_url"), "max_new_tokens": ("policy", "max_new_tokens"),
     "learner": ("learner", "method"), "ray_address": ("ray", "address"), "log": ("run", "log"),
@@ -238,6 +239,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir")
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     r.add_argument("--init", help="JSON file with a known construction to start from")
+    r.add_argument("--init-from", metavar="RUN",
+                   help="start from another run's initial states, as stored (paired ablations)")
     r.add_argument("--selection", choices=["puct", "greedy", "fixed"])
     r.add_argument("--model", help="'smollm2' (embedded) or a model folder / name")
     r.add_argument("--backend", choices=["hf", "openai", "vllm", "null"],

@@ -32,6 +32,7 @@ class RunSection:
     budget_s: float = 0.0  # wall-clock budget for the whole run; 0 means none
     run_dir: str = ""  # default runs/<env>-<timestamp>
     init_file: str = ""  # a known construction to start from
+    init_from: str = ""  # another run's directory: start from its initial states, as stored
     initial_states: int = 4
     selection: str = "puct"  # puct | greedy | fixed
     edit: str = "block"  # block: answer with the parent's editable block, where it marks one;
@@ -69,9 +70,13 @@ class PolicySection:
 class LearnerSection:
     method: str = "entropic"  # entropic | entropic-fixed | mean | none (no learning)
     beta: float = 2.0  # for entropic-fixed
-    lr: float = 4e-5
-    lora_rank: int = 16
+    lr: float = 0.0  # 0: the method's size rule for the model (learner.size_rule_lr; 1.32e-3
+    # for the embedded 135M model), any other value is used as it is
+    lora_rank: int = 32  # the method's
     lora_alpha: int = 32
+    # module names, or "all-linear": every linear layer of the decoder (attention and MLP)
+    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    copies: str = "keep"  # keep | zero: advantage 0 for children that copy their parent
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch: int = 8  # completions per forward/backward pass
@@ -107,8 +112,16 @@ class Config:
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)
                 raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
-        for section, name in (("policy", "temperature"), ("learner", "lr"),
-                              ("policy", "request_timeout_s")):
+        if not self.learner.lr >= 0:
+            raise ConfigError(f"learner.lr must be positive, or 0 for the size rule; got "
+                              f"{self.learner.lr}")
+        targets = self.learner.lora_targets
+        if not targets or not all(isinstance(t, str) and t.strip() for t in targets):
+            raise ConfigError("learner.lora_targets must list module names (or \"all-linear\"), "
+                              f"got {targets!r}")
+        if self.learner.copies not in ("keep", "zero"):
+            raise ConfigError(f"learner.copies must be keep or zero, got {self.learner.copies!r}")
+        for section, name in (("policy", "temperature"), ("policy", "request_timeout_s")):
             value = getattr(getattr(self, section), name)
             if not value > 0:
                 raise ConfigError(f"{section}.{name} must be positive, got {value}")
@@ -167,6 +180,8 @@ class Config:
 
 def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
     """Convert a value (from TOML or a --set string) to the type of the default."""
+    if isinstance(current, list) and isinstance(value, str) and not value.lstrip().startswith("["):
+        value = [x.strip() for x in value.split(",") if x.strip()]  # --set k=a,b
     if isinstance(value, str) and not isinstance(current, str):
         try:
             value = json.loads(value.lower() if value.lower() in ("true", "false") else value)
@@ -261,7 +276,8 @@ def from_dict(values: dict) -> Config:
 
 # What must match between a saved run and a resumed one; the rest (steps, budget) may change.
 RESUME_FIXED = [("run", "env"), ("run", "groups"), ("run", "group_size"), ("run", "seed"),
-                ("run", "selection"), ("policy", "model"), ("learner", "method"), ("env", None)]
+                ("run", "selection"), ("policy", "model"), ("learner", "method"),
+                ("learner", "lora_rank"), ("learner", "lora_targets"), ("env", None)]
 
 
 def check_resume(saved: Config, new: Config) -> None:

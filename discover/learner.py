@@ -16,6 +16,7 @@ optimiser step and no version bump, so a version always names one set of weights
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -29,21 +30,52 @@ from safetensors.torch import load_file
 from discover import shared_prefix
 from discover.advantages import METHODS, compute_advantages
 from discover.policy import Sample
-from discover.policy_hf import group_logprobs, sequence_logprobs
+from discover.policy_hf import (
+    group_log_softmax,
+    group_logprobs,
+    sequence_log_softmax,
+    sequence_logprobs,
+)
 
 ADAPTER_FILE = "adapter_model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "learner.json"
 
 
+# The method's LoRA learning-rate rule (tinker-cookbook's hyperparam_utils.get_lr, the recipe
+# the method's service trains with): full fine-tuning's 5e-5, times 10 for LoRA, times
+# (2000 / hidden_size) ** p with p fitted per model family: 0.781 for Llama-style models (our
+# default for families the rule does not name), 0.0775 for Qwen. SmolLM2-135M (hidden size 576,
+# a Llama): 1.32e-3, 33 times the 4e-5 the method uses at 120B.
+LR_FULL_FINETUNE = 5e-5
+LR_LORA_FACTOR = 10.0
+LR_EXPONENTS = {"qwen": 0.0775, "llama": 0.781}
+# PEFT's name for every linear layer but the output head: attention and MLP alike.
+ALL_LINEAR = "all-linear"
+COPIES = ("keep", "zero")
+
+
+def size_rule_lr(model_config) -> float:
+    """The LoRA learning rate the size rule gives a model, from its transformers config."""
+    hidden = int(model_config.hidden_size)
+    family = str(getattr(model_config, "model_type", "")).lower()
+    exponent = next((e for name, e in LR_EXPONENTS.items() if name in family),
+                    LR_EXPONENTS["llama"])
+    return LR_FULL_FINETUNE * LR_LORA_FACTOR * (2000 / hidden) ** exponent
+
+
 @dataclass
 class LearnerConfig:
     method: str = "entropic"  # entropic | entropic-fixed | mean
     beta: float = 2.0  # for entropic-fixed
-    lr: float = 4e-5
-    lora_rank: int = 16
+    lr: float = 0.0  # 0: the size rule above, from the model's hidden size
+    lora_rank: int = 32  # the method's rank
     lora_alpha: int = 32
-    lora_targets: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_targets: tuple = (ALL_LINEAR,)  # module names, or every linear layer of the decoder
+    betas: tuple = (0.9, 0.95)  # AdamW's, as the method's
+    # Children whose program is their parent's (comments and whitespace aside): "keep" them in
+    # the advantages as the method does; "zero" gives them advantage 0 (a stated deviation).
+    copies: str = "keep"
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True
@@ -54,13 +86,38 @@ class LearnerConfig:
     # The sampler's temperature: its log-probs are of logits / T, so the ratio must use the same.
     temperature: float = 1.0
 
+    @classmethod
+    def of(cls, section, **overrides) -> LearnerConfig:
+        """From the config file's [learner] section (discover.config.LearnerSection): every
+        field the two share, then `overrides` (e.g. the sampler's temperature)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in dataclasses.asdict(section).items() if k in names}
+        if "lora_targets" in values:
+            values["lora_targets"] = tuple(values["lora_targets"])
+        return cls(**{**values, **overrides})
+
     def validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"learner method must be one of {METHODS}, got {self.method!r}")
-        if (self.lr <= 0 or self.lora_rank < 1 or self.micro_batch < 1 or self.kl_coef < 0
+        if self.copies not in COPIES:
+            raise ValueError(f"learner copies must be one of {COPIES}, got {self.copies!r}")
+        if (self.lr < 0 or self.lora_rank < 1 or self.micro_batch < 1 or self.kl_coef < 0
                 or not self.temperature > 0):
-            raise ValueError("learner needs lr > 0, lora_rank >= 1, micro_batch >= 1, "
-                             f"kl_coef >= 0 and temperature > 0; got {self}")
+            raise ValueError("learner needs lr >= 0 (0: the size rule), lora_rank >= 1, "
+                             f"micro_batch >= 1, kl_coef >= 0 and temperature > 0; got {self}")
+        if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
+            raise ValueError("learner lora_targets must name at least one module (or "
+                             f"{ALL_LINEAR!r}), got {list(self.lora_targets)}")
+
+    def learning_rate(self, model_config) -> float:
+        """`lr` where set, else the size rule's rate for this model."""
+        return self.lr or size_rule_lr(model_config)
+
+    def lora(self) -> LoraConfig:
+        targets = self.lora_targets
+        return LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0,
+                          target_modules=targets[0] if targets == (ALL_LINEAR,) else list(targets),
+                          bias="none", task_type="CAUSAL_LM")
 
 
 class Learner:
@@ -74,9 +131,7 @@ class Learner:
             with torch.random.fork_rng(devices=[]):
                 if seed is not None:
                     torch.manual_seed(seed)
-                model = get_peft_model(model, LoraConfig(
-                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                    target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
+                model = get_peft_model(model, cfg.lora())
             policy.model = model  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
             enable_checkpointing(model.get_base_model())
@@ -84,31 +139,68 @@ class Learner:
         self.model = model
         self.batched = cfg.batched and shared_prefix.install(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.lr = cfg.learning_rate(model.config)
         # Adam as in the reference: AdamW without weight decay, so a zero gradient moves nothing.
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, betas=tuple(cfg.betas),
+                                           weight_decay=0.0)
+        self._before: list[torch.Tensor] = []  # the last backward's log-probs, chunk order
 
-    def step(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
-        """Advantages per group, then ONE optimiser step over all completions with tokens."""
+    def step(self, groups: list[list[Sample]], rewards: list[list[float]],
+             copies: list[list[bool]] | None = None) -> dict:
+        """Advantages per group, then ONE optimiser step over all completions with tokens.
+
+        `copies` marks the children whose program is their parent's (learner.copies)."""
         t0 = time.monotonic()
-        metrics = self.backward(groups, rewards)
+        metrics = self.backward(groups, rewards, copies)
         if not metrics["skipped"]:
             clip = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
             self.optimizer.step()
             self.policy.version += 1
+            metrics.update(self.movement(self._work))
         self.optimizer.zero_grad(set_to_none=True)
-        metrics.update(seconds=time.monotonic() - t0, version=self.policy.version)
+        metrics.update(seconds=time.monotonic() - t0, version=self.policy.version, lr=self.lr)
         return metrics
 
-    def backward(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
+    def movement(self, work: list[tuple[Sample, float]]) -> dict:
+        """How far the step moved the model on its own samples, per completion token:
+        `logp_change`, the mean |log-prob after - before| of the sampled tokens, and
+        `policy_kl`, the mean KL(adapted || base) of the next-token distributions at the
+        samples' positions (0 for the base model). One forward with the adapter and one
+        without, no gradient."""
+        n, change, kl = 0, 0.0, 0.0
+        before = iter(self._before)
+        with torch.no_grad():
+            for chunk in self._chunks(work):
+                after = self._tables(chunk)
+                with self.model.disable_adapter():
+                    base = self._tables(chunk)
+                for (s, _), a, b in zip(chunk, after, base, strict=True):
+                    picked = a.gather(1, torch.tensor(s.completion_ids)[:, None]).squeeze(1)
+                    change += (picked - next(before)).abs().sum().item()
+                    kl += (a.exp() * (a - b)).sum().item()
+                    n += len(s.completion_ids)
+        return {"logp_change": change / max(1, n), "policy_kl": kl / max(1, n)}
+
+    def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
+        t = self.cfg.temperature
+        if self.batched:
+            return group_log_softmax(self.model, chunk[0][0].prompt_ids,
+                                     [s.completion_ids for s, _ in chunk], t)
+        return [sequence_log_softmax(self.model, s.prompt_ids, s.completion_ids, t)
+                for s, _ in chunk]
+
+    def backward(self, groups: list[list[Sample]], rewards: list[list[float]],
+                 copies: list[list[bool]] | None = None) -> dict:
         """Compute the step's loss and leave its gradient in the LoRA weights' .grad.
 
         Gradients are accumulated over micro-batches of `micro_batch` completions (batched: of
         one prompt, which runs once per micro-batch), each backward pass scaled by 1/N (N:
         completions with tokens) so the sum is the mean loss's.
         """
-        items, work, metrics = step_items(groups, rewards, self.cfg)
+        items, work, metrics = step_items(groups, rewards, self.cfg, copies)
         self.optimizer.zero_grad(set_to_none=True)
+        self._work, self._before = work, []
         if not work:
             return metrics
 
@@ -124,6 +216,7 @@ class Learner:
                 else:
                     bases = [None] * len(chunk)
                 terms = []
+                self._before += [lp.detach() for lp in logps]
                 for (s, a), logp, base in zip(chunk, logps, bases, strict=True):
                     pg, kl_base, ratios = self._completion_loss(s, a, logp, base)
                     terms.append((pg + self.cfg.kl_coef * kl_base) / n)
@@ -195,11 +288,12 @@ def load_state(path: str | Path, model, optimizer: torch.optim.Optimizer,
     if missing:
         raise FileNotFoundError(f"{path} is not a saved learner: missing {missing}")
     saved = json.loads((path / "adapter_config.json").read_text())
-    if saved.get("r") != cfg.lora_rank or set(saved.get("target_modules") or []) != set(
-            cfg.lora_targets):
+    targets = lora_modules(model)
+    if saved.get("r") != cfg.lora_rank or set(saved.get("target_modules") or []) != targets:
         raise ValueError(
-            f"adapter in {path} has rank {saved.get('r')} on {saved.get('target_modules')}; "
-            f"this learner uses rank {cfg.lora_rank} on {list(cfg.lora_targets)}")
+            f"adapter in {path} has rank {saved.get('r')} on "
+            f"{sorted(saved.get('target_modules') or [])}; this learner uses rank "
+            f"{cfg.lora_rank} on {sorted(targets)} (learner.lora_rank, learner.lora_targets)")
     result = set_peft_model_state_dict(model, load_file(path / ADAPTER_FILE))
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"adapter in {path} has unexpected weights: {result.unexpected_keys}")
@@ -207,12 +301,20 @@ def load_state(path: str | Path, model, optimizer: torch.optim.Optimizer,
     return int(json.loads((path / STATE_FILE).read_text())["version"])
 
 
-def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: LearnerConfig
+def lora_modules(model) -> set[str]:
+    """The module names a PEFT model's adapter sits on (PEFT resolves "all-linear" to them)."""
+    return set(model.peft_config["default"].target_modules)
+
+
+def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: LearnerConfig,
+               copies: list[list[bool]] | None = None
                ) -> tuple[list[tuple[Sample, float]], list[tuple[Sample, float]], dict]:
     """Advantages per group: (all completions with tokens, those that carry a loss, metrics).
 
     Shared by every learner backend, so they all train on the same advantages. Completions
-    with A = 0 add nothing to the loss or its gradient unless a KL term applies.
+    with A = 0 add nothing to the loss or its gradient unless a KL term applies. `copies`
+    (one flag per sample) marks children that are their parent's program: metrics count them
+    and the share of the positive advantage they get; with cfg.copies == "zero" their A is 0.
     """
     if len(groups) != len(rewards) or any(
             len(g) != len(r) for g, r in zip(groups, rewards, strict=False)):
@@ -224,6 +326,15 @@ def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: Lear
         advs.append(a)
         betas.append(m["beta"])
         kls.append(m["kl"])
+    flags = copies or [[False] * len(g) for g in groups]
+    if [len(f) for f in flags] != [len(g) for g in groups]:
+        raise ValueError("the learner needs one copy flag per sample")
+    flat = [(a, f) for ga, gf in zip(advs, flags, strict=True) for a, f in zip(ga, gf, strict=True)]
+    positive = sum(a for a, _ in flat if a > 0)
+    copy_share = sum(a for a, f in flat if a > 0 and f) / positive if positive else 0.0
+    if cfg.copies == "zero":
+        advs = [[0.0 if f else a for a, f in zip(ga, gf, strict=True)]
+                for ga, gf in zip(advs, flags, strict=True)]
     items = [(s, a) for g, ga in zip(groups, advs, strict=True)
              for s, a in zip(g, ga, strict=True) if s.completion_ids]
     for s, _ in items:
@@ -234,6 +345,7 @@ def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: Lear
         "beta": sum(betas) / max(1, len(betas)),
         "kl": sum(kls) / max(1, len(kls)),
         "completions": len(items),
+        "copies": sum(f for _, f in flat), "copy_adv_share": copy_share,
         "tokens": sum(len(s.completion_ids) for s, _ in items),
         "loss": 0.0, "grad_norm": 0.0, "skipped": True,
     }

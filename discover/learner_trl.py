@@ -84,7 +84,6 @@ class TRLLearner:
     def __init__(self, model: str, cfg: LearnerConfig, temperature: float = 1.0, seed: int = 0):
         cfg.validate()
         from datasets import Dataset
-        from peft import LoraConfig
         from transformers import AutoTokenizer
         from trl import GRPOConfig
 
@@ -109,9 +108,7 @@ class TRLLearner:
             model=model, reward_funcs=_reward_from_environment, args=args,
             train_dataset=Dataset.from_dict({"prompt": ["(prompts come from the search)"]}),
             processing_class=tokenizer,
-            peft_config=LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                   target_modules=list(cfg.lora_targets), bias="none",
-                                   task_type="CAUSAL_LM"))
+            peft_config=cfg.lora())
         self.trainer.stats = []
         self.trainer.current_gradient_accumulation_steps = 1  # set by train(), which never runs
         self.model = self.trainer.model  # the PeftModel
@@ -119,16 +116,20 @@ class TRLLearner:
             enable_checkpointing(self.model.get_base_model())
         self.model.eval()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # The same optimiser as learner.py (one group, no weight decay), so saved states match.
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
+        # The same optimiser and rate as learner.py (one group, no weight decay), so saved
+        # states match; the rate is the size rule's for this model unless learner.lr is set.
+        self.lr = cfg.learning_rate(self.model.config)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, betas=tuple(cfg.betas),
+                                           weight_decay=0.0)
         self.trainer.optimizer = self.optimizer
         self.pad_id = tokenizer.pad_token_id
         self.version = 0
 
-    def step(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
+    def step(self, groups: list[list[Sample]], rewards: list[list[float]],
+             copies: list[list[bool]] | None = None) -> dict:
         """Advantages per group, then ONE optimiser step over all completions with tokens."""
         t0 = time.monotonic()
-        metrics = self.backward(groups, rewards)
+        metrics = self.backward(groups, rewards, copies)
         if not metrics["skipped"]:
             clip = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
             norm = self.trainer.accelerator.clip_grad_norm_(self.params, clip)
@@ -136,12 +137,13 @@ class TRLLearner:
             self.optimizer.step()
             self.version += 1
         self.optimizer.zero_grad(set_to_none=True)
-        metrics.update(seconds=time.monotonic() - t0, version=self.version)
+        metrics.update(seconds=time.monotonic() - t0, version=self.version, lr=self.lr)
         return metrics
 
-    def backward(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
+    def backward(self, groups: list[list[Sample]], rewards: list[list[float]],
+                 copies: list[list[bool]] | None = None) -> dict:
         """The step's loss through `trainer.training_step`; leaves the gradient in .grad."""
-        items, work, metrics = step_items(groups, rewards, self.cfg)
+        items, work, metrics = step_items(groups, rewards, self.cfg, copies)
         self.optimizer.zero_grad(set_to_none=True)
         if not work:
             return metrics
@@ -239,10 +241,11 @@ class RemoteLearner:
         self.policy = policy
         self.version = ray.get(self.actor.ready.remote())  # surfaces load errors here
 
-    def step(self, groups: list[list[Sample]], rewards: list[list[float]]) -> dict:
+    def step(self, groups: list[list[Sample]], rewards: list[list[float]],
+             copies: list[list[bool]] | None = None) -> dict:
         import ray
 
-        metrics = ray.get(self.actor.step.remote(groups, rewards))
+        metrics = ray.get(self.actor.step.remote(groups, rewards, copies))
         self.version = self.policy.version = metrics["version"]
         return metrics
 

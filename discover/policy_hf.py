@@ -43,17 +43,25 @@ def sequence_logprobs(model: torch.nn.Module, prompt_ids: list[int], completion_
     Differentiable (call under torch.no_grad() when no gradient is wanted). Prompt tokens get
     no log-prob: only the logits that predict completion tokens are computed.
     """
-    device = _device_of(model)
     if not completion_ids:
-        return torch.zeros(0, device=device)
+        return torch.zeros(0, device=_device_of(model))
+    logp = sequence_log_softmax(model, prompt_ids, completion_ids, temperature)
+    target = torch.tensor(completion_ids, device=logp.device)
+    return logp.gather(1, target[:, None]).squeeze(1)
+
+
+def sequence_log_softmax(model: torch.nn.Module, prompt_ids: list[int],
+                         completion_ids: list[int], temperature: float = 1.0) -> torch.Tensor:
+    """The whole next-token distribution (log-softmax over the vocabulary) at each completion
+    token's position: [completion tokens, vocabulary]."""
+    device = _device_of(model)
     if not prompt_ids:
         raise ValueError("sequence_logprobs needs at least one prompt token")
     ids = torch.tensor([list(prompt_ids) + list(completion_ids)], device=device)
     k = len(completion_ids)
     # Keep only the last k+1 positions' logits; the very last one predicts nothing we scored.
     logits = model(input_ids=ids, logits_to_keep=k + 1).logits[0, :-1].float()
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    return logp.gather(1, ids[0, -k:, None]).squeeze(1)
+    return torch.log_softmax(logits / temperature, dim=-1)
 
 
 def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
@@ -66,6 +74,16 @@ def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
     prompt's keys/values are used by every row, so their gradients add up as they would over
     separate passes. Right padding needs no mask: a real token never attends to a later one.
     """
+    logp = torch.cat(group_log_softmax(model, prompt_ids, completions, temperature))
+    target = torch.tensor([t for c in completions for t in c], device=logp.device)
+    return list(logp.gather(1, target[:, None]).squeeze(1).split([len(c) for c in completions]))
+
+
+def group_log_softmax(model: torch.nn.Module, prompt_ids: list[int],
+                      completions: list[list[int]], temperature: float = 1.0
+                      ) -> list[torch.Tensor]:
+    """`sequence_log_softmax` of several completions of ONE prompt, as `group_logprobs` runs
+    them: one [tokens, vocabulary] table per completion."""
     if not prompt_ids:
         raise ValueError("group_logprobs needs at least one prompt token")
     device = _device_of(model)
@@ -83,8 +101,7 @@ def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
     # Token j of a row is predicted by the hidden state before it: the prompt's last for j = 0.
     rows = [torch.cat([last, hidden[r, :len(c) - 1]]) for r, c in enumerate(completions) if c]
     logits = head(torch.cat(rows)).float() if rows else last.new_zeros(0, 1)
-    target = torch.tensor([t for c in completions for t in c], device=device)
-    logp = torch.log_softmax(logits / temperature, dim=-1).gather(1, target[:, None]).squeeze(1)
+    logp = torch.log_softmax(logits / temperature, dim=-1)
     return list(logp.split([len(c) for c in completions]))
 
 

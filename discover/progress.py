@@ -37,4 +37,7 @@ class Progress:
                 f"learn {r.seconds.get('learn', 0):.0f}s | {time.monotonic() - self.t0:.0f}s")
         if r.learner and "loss" in r.learner:
             line += f" | loss {r.learner['loss']:.3g} beta {r.learner.get('beta', 0):.3g}"
+            if "policy_kl" in r.learner:  # how far the model moved: 0 means it learnt nothing
+                line += (f" | policy KL {r.learner['policy_kl']:.2g} "
+                         f"dlogp {r.learner['logp_change']:.2g}")
         print(line, file=self.stream, flush=True)

@@ -217,16 +217,17 @@ def plot_valid_rate(d: RunData) -> Plot:
 
 
 def plot_learner(d: RunData) -> Plot:
-    p = Plot("learner", "The learner: beta, KL and loss per step")
+    p = Plot("learner", "The learner: beta, KL, loss and how far it moved the model per step")
     pts = [(m["step"], m["learner"]) for m in d.steps if m.get("learner")]
     if not pts:
         p.note = ("no learner: this run did not train the model (learner.method = none)"
                   if d.steps else "no step finished yet")
         return p
-    fig = Figure(figsize=(9, 3.2))
-    axes = fig.subplots(1, 3)
-    for ax, key, what in zip(axes, ("beta", "kl", "loss"),
-                             ("beta (entropic)", "KL of the reweighting", "loss"), strict=True):
+    fig = Figure(figsize=(15, 3.2))
+    axes = fig.subplots(1, 5)
+    for ax, key, what in zip(axes, ("beta", "kl", "loss", "policy_kl", "logp_change"),
+                             ("beta (entropic)", "KL of the reweighting", "loss",
+                              "KL(adapted || base)", "|log-prob change| a token"), strict=True):
         xs = [s for s, m in pts if m.get(key) is not None]
         ys = [m[key] for s, m in pts if m.get(key) is not None]
         ax.plot(xs, ys, marker="o")

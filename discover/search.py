@@ -21,6 +21,7 @@ from discover import config as config_mod
 from discover import metrics_log, prompt
 from discover.archive import Archive, Candidate, check_archive, dedup_key
 from discover.config import Config, ConfigError
+from discover.edits import is_copy
 from discover.environment import Environment, Parent, load_environment
 from discover.model_store import check_model
 from discover.policy import Policy, Sample
@@ -165,10 +166,7 @@ def make_learner(cfg: Config, policy: Policy):
     from discover.learner import Learner, LearnerConfig
 
     lc = cfg.learner
-    learner_cfg = LearnerConfig(
-        method=lc.method, beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
-        lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
-        micro_batch=lc.micro_batch, batched=lc.batched, temperature=cfg.policy.temperature)
+    learner_cfg = LearnerConfig.of(lc, temperature=cfg.policy.temperature)
     if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
         from discover.learner_trl import RemoteLearner
         from discover.model_store import resolve_model
@@ -236,6 +234,25 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
     archive.add_initial(cands, puct)
 
 
+def stored_initial_states(source: str, env_name: str) -> list[Candidate]:
+    """Another run's initial states, as it stored them (code, artefact, score, metrics): arms of
+    an ablation then start from the same states, not from starters re-run at another time."""
+    path = RunDir(source).archive
+    if not path.exists():
+        raise ConfigError(f"run.init_from: {source} holds no run (no {path.name})")
+    check_archive(path)
+    with Archive(path, readonly=True) as src:
+        if src.get_meta("env") != env_name:
+            raise ConfigError(f"run.init_from: {source} is a run of {src.get_meta('env')!r}, "
+                              f"not {env_name!r}")
+        states = src.initial_states()
+    if not states:
+        raise ConfigError(f"run.init_from: {source} holds no initial states")
+    for c in states:
+        c.id = None
+    return states
+
+
 def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
                  samples: list[list[Sample]], seed: int, edit: str) -> list[list[Candidate]]:
     """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
@@ -255,6 +272,7 @@ def run(cfg: Config, resume: bool = False,
     env = load_environment(cfg.run.env, **cfg.env)
     if cfg.policy.backend == "hf":
         check_model(cfg.policy.model)  # before anything is created or started
+    stored = stored_initial_states(cfg.run.init_from, cfg.run.env) if cfg.run.init_from else []
     rd, cfg = prepare_run_dir(cfg, resume)
     archive = Archive(rd.archive)
     pool = log = policy = learner = None
@@ -273,7 +291,10 @@ def run(cfg: Config, resume: bool = False,
                 archive.set_meta("env", cfg.run.env)
                 archive.set_meta("schema", SCHEMA_VERSION)
                 puct = Puct(**puct_args)
-                seed_initial_states(env, cfg, archive, puct, pool)  # marks it initialised
+                if stored:  # the same starting states as another run (paired ablations)
+                    archive.add_initial(stored, puct)
+                else:
+                    seed_initial_states(env, cfg, archive, puct, pool)  # marks it initialised
             repair_run_dir(rd, archive)  # what a kill between commit and file writes left
             policy = make_policy(cfg)
             learner = make_learner(cfg, policy)
@@ -374,7 +395,9 @@ def run_step(step: int, cfg: Config, env: Environment, archive: Archive, puct: P
     learn: dict = {}
     adapter = None
     if learner is not None:  # 6-7. advantages per group, one LoRA step; shared model on CPU
-        learn = learner.step(samples, [[c.reward for c in g] for g in groups])
+        copies = [[is_copy(c.code, p.code, env.language) for c in g]
+                  for p, g in zip(parents, groups, strict=True)]
+        learn = learner.step(samples, [[c.reward for c in g] for g in groups], copies)
         if not any(a["version"] == policy.version for a in archive.adapters()):
             _save_adapter(learner, rd, policy.version)  # a new version (a skipped step: none)
             adapter = (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))

@@ -95,7 +95,8 @@ def series(run: Run) -> dict:
             "failures": m.get("failures", {}), "version": m.get("version"),
             "mean_reward": m.get("mean_reward"), "seconds": sum((m.get("seconds") or {}).values()),
             "samples_per_hour": samples_per_hour(m), "time": m.get("time"),
-            "learner": {k: learn.get(k) for k in ("beta", "kl", "loss", "skipped")} if learn
+            "learner": {k: learn.get(k) for k in ("beta", "kl", "loss", "skipped",
+                                                "policy_kl", "logp_change", "copies")} if learn
             else None})
     return {"steps": per_step,
             "best_by_step": [{"step": s, "score": b["score"], "id": b["id"]}

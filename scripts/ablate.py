@@ -1,32 +1,28 @@
-"""Ablations at an equal sample budget: does the learner, or PUCT, buy anything?
+"""Paired ablations at an equal sample budget: does the learner, or the model, buy anything?
 
-Five arms, each run with the same seeds, steps, groups and group size (so the same number of
-samples), on the toy environment and on Erdős:
+Arms (each run with the same seeds, steps, groups and group size, so the same samples):
 
-  entropic+puct   the method: entropic-advantage LoRA learner, PUCT parent selection;
-  none+puct       no learner (best-of-N with the same archive and PUCT);
-  none+greedy     no learner, always the best state (epsilon-random otherwise);
-  none+fixed      no learner, always an initial state: plain best-of-N;
-  null+puct       no model at all: every child re-runs its parent's program unchanged
-                  (`--backend null`), so the table shows what the model and the learner add
-                  over the starter programs and the search alone.
+  entropic+puct       the method: entropic-advantage LoRA learner, PUCT parent selection;
+  entropic-zero+puct  the same with learner.copies = zero (copies of the parent get A = 0);
+  none+puct           no learner (best-of-N with the same archive and PUCT): the baseline;
+  none+greedy         no learner, always the best state (epsilon-random otherwise);
+  none+fixed          no learner, always an initial state: plain best-of-N;
+  null+puct           no model: every child re-runs its parent's program unchanged.
 
-Every run is a real `discover.search.run` in this process (one local Ray for all; the model
-loads from the cached safetensors each run), into its own directory under a temp folder. Per
-arm and environment, as means over seeds:
+Pairing: per environment and seed the initial states are seeded ONCE (a run of its own,
+`init-ENV-sSEED`) and every arm starts from them (`run.init_from`), with the same seed, so the
+arms differ only in what the arm changes. `--init-from DIR` reuses the `init-*` runs of an
+earlier ablation's folder (or one run directory, for one environment and seed).
 
-  best score        the best verified score of a generated candidate (initial states excluded),
-                    over the seeds that found any valid one ("found" says how many);
-  last mean reward  the mean reward of all samples (failures included) in the last `--last` steps;
-  valid rate        valid samples / all samples;
-  samples to best   how many samples were drawn, in order, until the run's best first appeared.
+Printed per environment: each run's best verified score (initial states included: the run's
+result), best generated score, valid rate, seconds and, for learning arms, the mean KL of the
+adapted model to the base and the mean |change| of the sampled tokens' log-probs per update
+(near 0: the learner did not move the model); then each arm's paired difference against
+none+puct per seed (positive: the arm is better, in the environment's direction), the mean
+with a bootstrap 90% interval, and wins/losses/ties.
 
-The defaults are sized to finish in under 10 minutes on 2 idle cores, so they are a smoke-sized
-budget (16 samples a run): differences between arms at this size are mostly noise. For figures
-worth reading, raise --steps, --groups, --group-size, --max-new-tokens and the seeds.
-
-    python scripts/ablate.py --steps 12 --groups 2 --group-size 4 --max-new-tokens 256 \\
-        --seeds 0 1 2 3 4
+    python scripts/ablate.py --envs erdos --steps 6 --groups 2 --group-size 8 \\
+        --max-new-tokens 160
 """
 
 from __future__ import annotations
@@ -40,114 +36,161 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from discover import config as config_mod
 from discover.config import Config
+from discover.doctor import cpu_model
 from discover.environment import load_environment
 from discover.search import run
 
-ARMS = {  # name: (learner, selection, backend)
-    "entropic+puct": ("entropic", "puct", "hf"),
-    "none+puct": ("none", "puct", "hf"),
-    "none+greedy": ("none", "greedy", "hf"),
-    "none+fixed": ("none", "fixed", "hf"),
-    "null+puct": ("none", "puct", "null"),
+ARMS = {  # name: (learner, selection, backend, extra config)
+    "entropic+puct": ("entropic", "puct", "hf", []),
+    "entropic-zero+puct": ("entropic", "puct", "hf", ["learner.copies=zero"]),
+    "none+puct": ("none", "puct", "hf", []),
+    "none+greedy": ("none", "greedy", "hf", []),
+    "none+fixed": ("none", "fixed", "hf", []),
+    "null+puct": ("none", "puct", "null", []),
 }
+BASELINE = "none+puct"
 
 
-def run_arm(env: str, arm: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
-    learner, selection, backend = ARMS[arm]
+def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path) -> Config:
     cfg = Config()
-    cfg.policy.backend = backend
-    cfg.run.env, cfg.run.seed, cfg.run.selection = env, seed, selection
+    cfg.run.env, cfg.run.seed, cfg.run.run_dir = env, seed, str(run_dir)
     cfg.run.steps, cfg.run.groups, cfg.run.group_size = args.steps, args.groups, args.group_size
-    cfg.run.run_dir = str(out / f"{env}-{arm}-s{seed}")
     cfg.policy.max_new_tokens = args.max_new_tokens
-    cfg.learner.method = learner
-    cfg.env = {"time_budget_s": args.time_budget_s}
     config_mod.apply(cfg, config_mod.parse_set(args.set))
-    torch.manual_seed(seed)  # the LoRA initialisation draws from torch's global generator
+    return cfg
+
+
+def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Path:
+    """The initial states of (env, seed), stored once: a one-sample run with no model."""
+    rd = out / f"init-{env}-s{seed}"
+    if (rd / "archive.sqlite").exists():
+        return rd
+    cfg = config(env, seed, args, rd)
+    cfg.run.steps, cfg.run.groups, cfg.run.group_size = 1, 1, 1
+    cfg.policy.backend, cfg.learner.method = "null", "none"
+    return run(cfg)
+
+
+def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
+            out: Path) -> dict:
+    learner, selection, backend, extra = ARMS[arm]
+    cfg = config(env, seed, args, out / f"{env}-{arm}-s{seed}")
+    cfg.policy.backend, cfg.run.selection, cfg.learner.method = backend, selection, learner
+    cfg.run.init_from = str(init)
+    config_mod.apply(cfg, config_mod.parse_set(extra))
     t0 = time.monotonic()
     run_dir = run(cfg)
-    seconds = time.monotonic() - t0
-    return summarise(run_dir, load_environment(env).direction, args.last) | {"seconds": seconds}
+    return summarise(run_dir) | {"seconds": time.monotonic() - t0}
 
 
-def summarise(run_dir: Path, direction: str, last: int) -> dict:
+def summarise(run_dir: Path) -> dict:
     db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
-    rows = db.execute("SELECT step, reward, ok, score FROM candidates WHERE initial = 0 "
-                      "ORDER BY id").fetchall()
-    db.close()
-    valid = [(i, reward, score) for i, (_, reward, ok, score) in enumerate(rows) if ok]
-    best = max(valid, key=lambda v: v[1]) if valid else None  # first of the best (ids ascend)
-    steps = sorted({r[0] for r in rows})[-last:]
-    tail = [r[1] for r in rows if r[0] in steps]
-    return {"samples": len(rows), "valid_rate": len(valid) / max(1, len(rows)),
-            "best_score": best[2] if best else None,
-            "samples_to_best": best[0] + 1 if best else None,
-            "last_mean_reward": statistics.mean(tail) if tail else float("nan")}
+    try:
+        rows = db.execute("SELECT reward, ok, score, initial FROM candidates "
+                          "ORDER BY id").fetchall()
+        steps = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM steps ORDER BY step")]
+    finally:
+        db.close()
+    generated = [r for r in rows if not r[3]]
+    valid = [r for r in rows if r[1]]
+    best = max(valid, key=lambda r: r[0])
+    best_gen = max((r for r in generated if r[1]), key=lambda r: r[0], default=None)
+    learn = [m["learner"] for m in steps if m.get("learner", {}).get("policy_kl") is not None]
+    return {"samples": len(generated),
+            "valid_rate": sum(r[1] for r in generated) / max(1, len(generated)),
+            "best": best[2], "best_reward": best[0],
+            "best_generated": best_gen[2] if best_gen else None,
+            "policy_kl": statistics.mean(m["policy_kl"] for m in learn) if learn else None,
+            "logp_change": statistics.mean(m["logp_change"] for m in learn) if learn else None,
+            "copy_adv_share": statistics.mean(m.get("copy_adv_share", 0) for m in learn)
+            if learn else None}
 
 
-def mean_of(rows: list[dict], key: str) -> float | None:
-    xs = [r[key] for r in rows if r[key] is not None]
-    return statistics.mean(xs) if xs else None
+def bootstrap(xs: list[float], level: float = 0.9, n: int = 10_000) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean (a fixed generator: the table repeats)."""
+    rng = np.random.default_rng(0)
+    means = rng.choice(np.asarray(xs), size=(n, len(xs)), replace=True).mean(axis=1)
+    return (float(np.quantile(means, (1 - level) / 2)),
+            float(np.quantile(means, (1 + level) / 2)))
 
 
 def fmt(x: float | None, spec: str, width: int = 0) -> str:
     return ("-" if x is None else format(x, spec)).rjust(width)
 
 
+def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
+    direction = load_environment(env).direction
+    print(f"\n{env} ({direction}imise): per run (seed: best, best generated, valid, s, KL, dlogp)")
+    for arm in arms:
+        for seed in seeds:
+            r = results[(env, arm, seed)]
+            print(f"  {arm:<19} s{seed}: {r['best']:.6g}  {fmt(r['best_generated'], '.6g')}  "
+                  f"{r['valid_rate']:.0%}  {r['seconds']:.0f} s  {fmt(r['policy_kl'], '.2g')}  "
+                  f"{fmt(r['logp_change'], '.2g')}")
+    if BASELINE not in arms:
+        return
+    sign = -1.0 if direction == "min" else 1.0
+    print(f"paired difference against {BASELINE} (positive: better), 90% bootstrap interval:")
+    for arm in arms:
+        if arm == BASELINE:
+            continue
+        d = [sign * (results[(env, arm, s)]["best"] - results[(env, BASELINE, s)]["best"])
+             for s in seeds]
+        lo, hi = bootstrap(d)
+        wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
+        per_seed = " ".join(f"{x:+.5f}" for x in d)
+        print(f"  {arm:<19} {per_seed} | mean {statistics.mean(d):+.5f} [{lo:+.5f}, {hi:+.5f}]"
+              f" | wins {wins}, losses {losses}, ties {len(d) - wins - losses}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--envs", nargs="+", default=["toy", "erdos"])
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--envs", nargs="+", default=["erdos"])
+    p.add_argument("--arms", nargs="+", default=["entropic+puct", "none+puct", "null+puct"],
+                   choices=list(ARMS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--groups", type=int, default=2)
-    p.add_argument("--group-size", type=int, default=4)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--time-budget-s", type=float, default=2.0,
-                   help="each program's time budget (the environment's time_budget_s)")
-    p.add_argument("--last", type=int, default=1, help="mean reward over the last N steps")
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="extra config overrides for every run, e.g. learner.lr=1e-4")
+                   help="config overrides for every run, e.g. env.iterations=2000")
+    p.add_argument("--init-from", default="",
+                   help="a folder of an earlier ablation (its init-ENV-sSEED runs), or a run")
     p.add_argument("--out", default="", help="where run directories go (default: a temp dir)")
     args = p.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="ablate-"))
+    out.mkdir(parents=True, exist_ok=True)
     budget = args.steps * args.groups * args.group_size
     print(f"{len(args.arms)} arms x {len(args.envs)} envs x seeds {args.seeds}: {args.steps} steps "
           f"x {args.groups} groups x {args.group_size} = {budget} samples a run, max_new_tokens "
-          f"{args.max_new_tokens}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-          f"cores; runs in {out}", flush=True)
+          f"{args.max_new_tokens}, {' '.join(args.set)}; {cpu_model()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}; runs in {out}", flush=True)
     t0 = time.monotonic()
-    results: dict[tuple[str, str], list[dict]] = {}
+    results: dict[tuple[str, str, int], dict] = {}
     for env in args.envs:
-        for seed in args.seeds:  # seed-major: an interrupted ablation still compares the arms
+        for seed in args.seeds:  # seed-major: an interrupted ablation still pairs the arms
+            given = Path(args.init_from) if args.init_from else None
+            if given is not None and (given / "archive.sqlite").exists():
+                init = given
+            else:
+                init = seed_initial(env, seed, args, given or out)
             for arm in args.arms:
-                r = run_arm(env, arm, seed, args, out)
-                results.setdefault((env, arm), []).append(r)
-                print(f"  {env:<6} {arm:<14} seed {seed}: best {fmt(r['best_score'], '.6g')}, "
-                      f"valid {r['valid_rate']:.0%}, samples to best "
-                      f"{fmt(r['samples_to_best'], 'd')}, {r['seconds']:.0f} s", flush=True)
+                r = results[(env, arm, seed)] = run_arm(env, arm, seed, init, args, out)
+                print(f"  {env} {arm:<19} seed {seed}: best {r['best']:.6g}, generated "
+                      f"{fmt(r['best_generated'], '.6g')}, valid {r['valid_rate']:.0%}, KL "
+                      f"{fmt(r['policy_kl'], '.2g')}, dlogp {fmt(r['logp_change'], '.2g')}, "
+                      f"{r['seconds']:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     for env in args.envs:
-        direction = load_environment(env).direction
-        print(f"\n{env} ({direction}imise), means over {len(args.seeds)} seeds, {budget} samples "
-              f"a run:")
-        print(f"{'arm':<15}{'best score':>12}{'found':>7}{'last mean reward':>18}"
-              f"{'valid rate':>12}{'samples to best':>17}{'s/run':>7}")
-        for arm in args.arms:
-            rs = results[(env, arm)]
-            found = sum(r["best_score"] is not None for r in rs)
-            print(f"{arm:<15}{fmt(mean_of(rs, 'best_score'), '.6g', 12)}{found:>4}/{len(rs):<2}"
-                  f"{fmt(mean_of(rs, 'last_mean_reward'), '.3f', 18)}"
-                  f"{mean_of(rs, 'valid_rate'):>12.0%}"
-                  f"{fmt(mean_of(rs, 'samples_to_best'), '.1f', 17)}"
-                  f"{mean_of(rs, 'seconds'):>7.0f}")
+        table(env, args.arms, args.seeds, results)
     print(f"\ntotal {time.monotonic() - t0:.0f} s; load average after {os.getloadavg()[0]:.1f}; "
           f"run directories in {out}")
     (out / "ablate.json").write_text(json.dumps(
-        {f"{e}/{a}": rs for (e, a), rs in results.items()}, indent=1))
+        {f"{e}/{a}/s{s}": r for (e, a, s), r in results.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from learning_curve import tree_rss_bytes
 
 from discover.config import Config
 from discover.environment import Parent, load_environment
-from discover.learner import Learner, LearnerConfig
+from discover.learner import Learner, LearnerConfig, lora_modules
 from discover.policy_hf import HFPolicy
 
 MEMORY_TARGET_GB = 8.0
@@ -61,11 +61,8 @@ def reset_peak_rss() -> bool:
 def learner_step(cfg: Config) -> dict:
     policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                       batch_size=cfg.policy.batch_size)
-    lc = cfg.learner
-    learner = Learner(policy, LearnerConfig(
-        method="entropic", beta=lc.beta, lr=lc.lr, lora_rank=lc.lora_rank,
-        lora_alpha=lc.lora_alpha, kl_coef=lc.kl_coef, max_grad_norm=lc.max_grad_norm,
-        micro_batch=lc.micro_batch))
+    learner = Learner(policy, LearnerConfig.of(cfg.learner, method="entropic",
+                                               temperature=cfg.policy.temperature))
     env = load_environment("erdos")
     prompts = []
     for art in env.initial_artifacts(cfg.run.groups, cfg.run.seed):
@@ -86,8 +83,9 @@ def learner_step(cfg: Config) -> dict:
     peak_kb = vm_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"part 1: one learner step, {cfg.run.groups} groups x {cfg.run.group_size}, "
           f"max_new_tokens {cfg.policy.max_new_tokens} ({tokens} completion tokens, prompts of "
-          f"~{len(groups[0][0].prompt_ids)} tokens), LoRA rank {lc.lora_rank}, "
-          f"micro-batch {lc.micro_batch}")
+          f"~{len(groups[0][0].prompt_ids)} tokens), LoRA rank {learner.cfg.lora_rank} on "
+          f"{sorted(lora_modules(learner.model))}, lr {learner.lr:.3g}, micro-batch "
+          f"{learner.cfg.micro_batch}")
     print(f"  generation of the batch: {gen_s:6.1f} s ({tokens / gen_s:.1f} tok/s)")
     print(f"  learner step:            {step_s:6.1f} s = {step_s / gen_s:.2f}x the generation "
           f"({metrics['completions']} completions, skipped={metrics['skipped']})")

@@ -56,11 +56,9 @@ class Arm:
         self.name, self.groups, self.group_size, self.new = name, groups, group_size, new
         self.policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                                batch_size=batch_size, shared_prefill=new, onednn=new)
-        lc = cfg.learner
-        self.learner = Learner(self.policy, LearnerConfig(
-            method="entropic", lr=lc.lr, lora_rank=lc.lora_rank, lora_alpha=lc.lora_alpha,
-            micro_batch=lc.micro_batch if new else 4, batched=new,
-            temperature=cfg.policy.temperature), seed=0)
+        self.learner = Learner(self.policy, LearnerConfig.of(
+            cfg.learner, method="entropic", micro_batch=cfg.learner.micro_batch if new else 4,
+            batched=new, temperature=cfg.policy.temperature), seed=0)
         self.rows: list[dict] = []
 
     def describe(self) -> str:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from discover.doctor import cpu_model
+from discover.edits import code_only
 from discover.environment import load_environment
 
 ENVS = {  # name: options that keep one program's scoring short (Erdős, AC and circle packing
@@ -47,13 +48,6 @@ ENVS = {  # name: options that keep one program's scoring short (Erdős, AC and 
     "ahc058": ["env.cases=2", "env.cpu_s=1"],
     "denoising": ["env.time_budget_s=10"],
 }
-
-
-def code_only(code: str | None, language: str) -> str:
-    """The program without comments and blank lines: a reworded comment is not an edit."""
-    mark = "#" if language == "python" else "//"
-    lines = (line.split(mark, 1)[0].rstrip() for line in (code or "").splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def summarize(rd: Path, direction: str, language: str = "python") -> dict:

@@ -116,7 +116,8 @@ function buildOverview(main) {
     h("h2", {}, "Runs"), h("div", { id: "runs" }),
     h("h2", {}, "Curves"),
     h("div", { class: "grid" },
-      ["best-step", "best-time", "samples-per-hour", "beta", "kl", "loss"].map((id) =>
+      ["best-step", "best-time", "samples-per-hour", "beta", "kl", "loss", "policy_kl",
+       "logp_change"].map((id) =>
         h("div", { class: "chart", id: `chart-${id}` }))),
     h("h2", {}, "Valid programs and failure kinds per step"),
     h("div", { class: "side", id: "valid-charts" }),
@@ -200,7 +201,9 @@ function fillCharts(runs, series) {
   const learn = (k) => (m) => (m.learner ? m.learner[k] : null);
   const none = "no learner in these runs (learner.method = none), or no step yet";
   for (const [k, what] of [["beta", "beta (entropic; hollow: no update)"],
-                           ["kl", "KL of the reweighting"], ["loss", "learner loss"]]) {
+                           ["kl", "KL of the reweighting"], ["loss", "learner loss"],
+                           ["policy_kl", "KL of the adapted model to the base"],
+                           ["logp_change", "mean |change| of the samples' log-probs"]]) {
     Plot.line($(`chart-${k}`), { title: what, xlabel: "step", ylabel: k, xint: true,
                                  empty: none, series: perStep(k, learn(k)) });
   }

@@ -1,0 +1,66 @@
+"""Paired ablations: every arm starts from the same stored initial states (run.init_from), and
+the script prints the paired table; a run started --init-from another run copies its states."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def initial_states(run_dir: Path) -> list[tuple]:
+    con = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT code, artifact, score, reward, metrics FROM candidates "
+                           "WHERE initial = 1 ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_ablate_arms_share_initial_states_and_print_paired_differences(tmp_path):
+    out = tmp_path / "ab"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms",
+         "null+puct", "none+puct", "--seeds", "0", "1", "--steps", "1", "--groups", "1",
+         "--group-size", "2", "--max-new-tokens", "24", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for seed in (0, 1):
+        init = initial_states(out / f"init-toy-s{seed}")
+        assert init
+        for arm in ("null+puct", "none+puct"):
+            assert initial_states(out / f"toy-{arm}-s{seed}") == init
+    assert "paired difference against none+puct" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if x.strip().startswith("null+puct") and
+                "wins" in x)
+    assert "mean" in line and "[" in line, line
+    saved = json.loads((out / "ablate.json").read_text())
+    assert set(saved) == {f"toy/{a}/s{s}" for a in ("null+puct", "none+puct") for s in (0, 1)}
+    # --init-from the same folder reuses the stored init runs (no new seeding)
+    before = (out / "init-toy-s0" / "archive.sqlite").stat().st_mtime_ns
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms",
+         "null+puct", "--seeds", "0", "--steps", "1", "--groups", "1", "--group-size", "2",
+         "--init-from", str(out), "--out", str(tmp_path / "ab2")],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "init-toy-s0" / "archive.sqlite").stat().st_mtime_ns == before
+    assert initial_states(tmp_path / "ab2" / "toy-null+puct-s0") == \
+        initial_states(out / "init-toy-s0")
+
+
+def test_init_from_refuses_a_folder_with_no_run(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "discover.cli", "run", "toy", "--backend", "null", "--steps", "1",
+         "--init-from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "run.init_from" in r.stderr and "holds no run" in r.stderr, \
+        r.stderr[-2000:]
+    assert not (tmp_path / "run" / "archive.sqlite").exists() or not initial_states(
+        tmp_path / "run")

@@ -1,0 +1,155 @@
+"""The learner's settings follow the model (size rule, LoRA on every decoder linear), and with
+them five steps on a fixed Erdős group teach the rewarded edit over the copy; the old settings
+(4e-5, rank 16 on attention) do not (issue 26)."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from discover import config as config_mod
+from discover import prompt
+from discover.config import Config, ConfigError
+from discover.environment import Parent, load_environment
+from discover.learner import Learner, LearnerConfig, size_rule_lr
+from discover.policy import Sample
+from discover.policy_hf import HFPolicy, sequence_logprobs
+
+OLD = dict(lr=4e-5, lora_rank=16, lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+           betas=(0.9, 0.999))
+MLP = {"gate_proj", "up_proj", "down_proj"}
+ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_size_rule_gives_the_documented_rate():
+    # 5e-5 x 10 x (2000 / 576) ** 0.781 (tinker-cookbook's get_lr for a Llama-style model)
+    assert size_rule_lr(SimpleNamespace(hidden_size=576, model_type="llama")) == \
+        pytest.approx(1.3218e-3, rel=1e-3)
+    assert size_rule_lr(SimpleNamespace(hidden_size=2000, model_type="llama")) == \
+        pytest.approx(5e-4)
+    # Qwen's exponent is 0.0775: the rate hardly moves with size
+    assert size_rule_lr(SimpleNamespace(hidden_size=4096, model_type="qwen2")) == \
+        pytest.approx(5e-4 * (2000 / 4096) ** 0.0775)
+    model = SimpleNamespace(hidden_size=576, model_type="llama")
+    assert LearnerConfig().learning_rate(model) == pytest.approx(1.3218e-3, rel=1e-3)
+    assert LearnerConfig(lr=1e-4).learning_rate(model) == 1e-4  # learner.lr overrides the rule
+
+
+def test_learner_config_takes_the_config_section_whole():
+    cfg = config_mod.apply(Config(), config_mod.parse_set(
+        ["learner.lora_targets=q_proj,v_proj", "learner.lr=2e-4", "learner.copies=zero"]))
+    cfg.validate()
+    lc = LearnerConfig.of(cfg.learner, temperature=0.4)
+    assert lc.lora_targets == ("q_proj", "v_proj") and lc.lr == 2e-4 and lc.copies == "zero"
+    assert lc.temperature == 0.4 and lc.lora_rank == 32
+    assert Config().learner.lora_targets == ["all-linear"] and Config().learner.lr == 0.0
+
+
+@pytest.mark.parametrize("item, name", [("learner.lora_targets=[]", "learner.lora_targets"),
+                                        ("learner.copies=some", "learner.copies"),
+                                        ("learner.lr=-1", "learner.lr")])
+def test_bad_learner_settings_are_refused_by_name(item, name):
+    cfg = config_mod.apply(Config(), config_mod.parse_set([item]))
+    with pytest.raises(ConfigError, match=name):
+        cfg.validate()
+
+
+def test_resume_with_other_lora_targets_is_refused():
+    saved, new = Config(), Config()
+    new.learner.lora_targets = ["q_proj", "v_proj"]
+    with pytest.raises(ConfigError, match="learner.lora_targets"):
+        config_mod.check_resume(saved, new)
+
+
+@pytest.mark.slow
+def test_lora_targets_reach_the_saved_adapter_and_a_load_checks_them(tmp_path):
+    torch.manual_seed(0)
+    policy = HFPolicy(model="smollm2", threads=2)
+    learner = Learner(policy, LearnerConfig())
+    learner.save(tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert set(saved["target_modules"]) == ATTENTION | MLP and saved["r"] == 32
+    attention_only = Learner(HFPolicy(model="smollm2", threads=2),
+                             LearnerConfig(lora_targets=tuple(sorted(ATTENTION))))
+    with pytest.raises(ValueError, match="lora_targets"):
+        attention_only.load(tmp_path / "a")
+
+
+# --- the probe: a fixed Erdős group, stepped 5 times ----------------------------------------
+EDIT = "K = 3  # how many values one move changes\n"
+COPY = "K = 1  # how many values one move changes\n"
+
+
+def erdos_group(policy: HFPolicy) -> tuple[list[Sample], list[float], list[bool]]:
+    """One prompt (the starter as parent) and 6 answers: 2 rewarded edits (K = 3), 2 verbatim
+    copies of the block with a spread of rewards (as new seeds give them), 2 failures."""
+    env = load_environment("erdos")
+    code = env.starter_program()
+    parent = Parent(code=code, artifact=[0.5] * 50, score=0.41, parent_score=0.42, stdout="")
+    text = prompt.render(env, parent)
+    pre = prompt.prefill(env, parent)
+    block = code[code.index("EVOLVE-BLOCK-START"):code.index("# EVOLVE-BLOCK-END")]
+    block = block.split("\n", 1)[1]
+    answers = [block.replace(COPY, EDIT)] * 2 + [block] * 2 + ["import os\nos.system('x')\n"] * 2
+    rewards = [-0.383, -0.3832, -0.4101, -0.4098, -0.84, -0.84]
+    ids = policy.encode(text, pre)
+    samples = []
+    for a in answers:
+        completion = policy.tokenizer(a + "# EVOLVE-BLOCK-END\n```", add_special_tokens=False)
+        cids = completion["input_ids"]
+        with torch.no_grad():
+            lp = sequence_logprobs(policy.model, ids, cids, 0.4)
+        samples.append(Sample(text=a, prompt_ids=ids, completion_ids=cids,
+                              logprobs=lp.tolist(), prefill=pre))
+    return samples, rewards, [False] * 2 + [True] * 2 + [False] * 2
+
+
+def edit_over_copy(policy: HFPolicy, samples: list[Sample]) -> float:
+    with torch.no_grad():
+        edit = sequence_logprobs(policy.model, samples[0].prompt_ids, samples[0].completion_ids,
+                                 0.4).sum()
+        copy = sequence_logprobs(policy.model, samples[2].prompt_ids, samples[2].completion_ids,
+                                 0.4).sum()
+    return float(edit - copy)
+
+
+def probe(**settings) -> tuple[float, list[dict]]:
+    """How much 5 steps raise log p(edit) - log p(copy), with the steps' metrics."""
+    torch.manual_seed(0)
+    policy = HFPolicy(model="smollm2", threads=2)
+    learner = Learner(policy, LearnerConfig(temperature=0.4, **settings))
+    samples, rewards, copies = erdos_group(policy)
+    before = edit_over_copy(policy, samples)
+    metrics = [learner.step([samples], [rewards], [copies]) for _ in range(5)]
+    return edit_over_copy(policy, samples) - before, metrics
+
+
+@pytest.mark.slow
+def test_default_settings_learn_the_rewarded_edit_the_old_ones_do_not():
+    gain, metrics = probe()
+    old_gain, old_metrics = probe(**OLD)
+    margin = 2.0  # nats of log p(edit) - log p(copy) after 5 steps
+    assert gain > margin, (gain, metrics)
+    assert old_gain < margin, (old_gain, old_metrics)
+    # the logged movement says the same: the default settings move the model far more
+    assert metrics[-1]["policy_kl"] > 10 * old_metrics[-1]["policy_kl"]
+    assert all(m["logp_change"] > 0 and m["copies"] == 2 for m in metrics)
+    assert metrics[0]["lr"] == pytest.approx(1.3218e-3, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_copies_zero_gives_the_copies_no_advantage():
+    torch.manual_seed(0)
+    policy = HFPolicy(model="smollm2", threads=2)
+    samples, rewards, copies = erdos_group(policy)
+    from discover.learner import step_items
+
+    items, work, m = step_items([samples], [rewards], LearnerConfig(copies="zero"), [copies])
+    assert [a for (_, a) in items][2:4] == [0.0] * 2 and len(work) == 4
+    items, work, m = step_items([samples], [rewards], LearnerConfig(), [copies])
+    assert len(work) == 6 and m["copies"] == 2
+    assert m["copy_adv_share"] == 0.0  # the edits are best: the copies' advantages are < 0
+    lucky = rewards[:2] + [-0.38] + rewards[3:]  # a copy whose new seed ran best
+    _, _, m = step_items([samples], [lucky], LearnerConfig(), [copies])
+    assert 0.3 < m["copy_adv_share"] < 1
