@@ -131,13 +131,24 @@ def check_machine(probe: bool = True) -> list[Check]:
     checks = [Check("machine", True, f"{cpu_model()}, {cores} cores, torch CPU capability "
                                      f"{capability}, {torch.get_num_threads()} torch threads",
                     required=False)]
+    from discover.threads import CHOICE
+
+    wait = (f"{CHOICE.wait_policy} (set by {CHOICE.chosen_by}"
+            + ("; discover would choose PASSIVE" if CHOICE.chosen_by == "the user" else
+               ": threads that yield, so a co-tenant does not starve them") + ")")
+    late = CHOICE.torch_was_loaded and CHOICE.chosen_by == "discover"
+    checks.append(Check(
+        "threads", not late,
+        f"wait policy {wait}; {CHOICE.cores} usable cores ({CHOICE.why_cores}) for torch and "
+        "the scorers",
+        "torch was imported before discover, so its threads spin: import discover first, or set "
+        "OMP_WAIT_POLICY=PASSIVE", required=False))
     others, busy = other_cpu_use()
     top = ", ".join(f"{n} {c:.1f}" for n, c in busy[:3])
     checks.append(Check(
         "cores free", others < 0.5,
         f"other processes use {others:.1f} of {cores} cores" + (f" ({top})" if top else ""),
-        "on a shared machine run with OMP_WAIT_POLICY=PASSIVE (or --set policy.threads=1): "
-        "torch's spinning threads and another busy process slow each other 2-5x",
+        "other processes slow decoding; discover's threads yield to them (see 'threads')",
         required=False))
     if probe:
         try:

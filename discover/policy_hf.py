@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from discover import cpu_linear, shared_prefix
 from discover.model_store import MissingModel, resolve_model
 from discover.policy import Sample, chat_ids, prefills, stopped
+from discover.threads import CHOICE
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -124,8 +125,8 @@ class HFPolicy:
                  batch_size: int = 32, shared_prefill: bool = True, onednn: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if threads:
-            torch.set_num_threads(threads)
+        # The cores this process may use (affinity, cgroup quota), not the machine's count.
+        torch.set_num_threads(threads or CHOICE.cores)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model(model)
         try:

@@ -283,7 +283,8 @@ def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
             prefix += _drop_args(uid)
         # Nothing from the parent's environment: it may hold secrets.
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": inside, "TMPDIR": inside,
-               "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+               "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                **extra}
         nproc = limits.max_procs if uid is not None or os.geteuid() == 0 \

@@ -15,6 +15,7 @@ from discover.archive import Candidate, dedup_key
 from discover.config import ConfigError
 from discover.environment import Environment, Evaluation, Parent, load_environment
 from discover.policy import Sample
+from discover.threads import CHOICE
 
 AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "
              "nodes) needs RAY_AUTH_MODE=token and the same token here: RAY_AUTH_TOKEN, or a file "
@@ -37,7 +38,7 @@ def start_ray(address: str = "", num_cpus: int | None = None) -> None:
             raise RayConnectError(_join_failure(address, e)) from e
     else:
         # address="local": a bare ray.init() would attach to any cluster named by RAY_ADDRESS.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus or CHOICE.cores, include_dashboard=False,
                  log_to_driver=False)
 
 

@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_vllm.sh || { echo "vLLM set-up failed"; exit 1; }
-export DISCOVER_REQUIRE_VLLM=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+export DISCOVER_REQUIRE_VLLM=1
 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then echo "pytest collected no vLLM tests: failing"; exit 1; fi

@@ -259,8 +259,7 @@ class Launch:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [*DISCOVER, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True, env={**os.environ, "TMPDIR": tmpdir,
-                                         "OMP_WAIT_POLICY": "PASSIVE"})
+            start_new_session=True, env={**os.environ, "TMPDIR": tmpdir})
         threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True).start()
 
     def kill(self) -> None:
