@@ -20,6 +20,7 @@ from discover.environment import (
     registered,
 )
 from discover.policy import BackendError
+from discover.rundir import RunDir
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
 RUN_FLAGS = {
@@ -39,7 +40,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.resume:
         if not args.run_dir:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
-        saved = Path(args.run_dir) / "config.toml"
+        saved = RunDir(args.run_dir).config
         if not saved.exists():
             raise ConfigError(f"cannot resume: {saved} not found")
         values = config_mod.load_toml(saved)
@@ -90,7 +91,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     from discover.archive import Archive
 
     run_dir = Path(args.run)
-    archive = Archive(run_dir / "archive.sqlite", readonly=True)
+    archive = Archive(RunDir(run_dir).archive, readonly=True)
     env_name = archive.get_meta("env")
     best = archive.best(args.k)
     print(f"{env_name}: {archive.count()} candidates, {archive.count(ok=True)} valid, "
@@ -103,7 +104,7 @@ def cmd_best(args: argparse.Namespace) -> int:
         # Read-only: a run may be writing this directory. Initial states (and a candidate of a
         # run killed between commit and file write) have no file; their artefact is in the
         # archive, and `discover export` writes it out.
-        path = run_dir / "artifacts" / f"{c.id}.json"
+        path = RunDir(run_dir).artifact(c.id)
         where = path if path.exists() else f"in the archive: discover export {run_dir} {c.id}"
         print(f"{rank:>4}  {c.id:>6}  {c.step:>4}  {c.score:>16.10f}  {c.reward:>12.6g}  {where}")
     return 0

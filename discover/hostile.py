@@ -36,6 +36,7 @@ from discover.archive import Archive, Candidate
 from discover.environment import Parent, load_environment
 from discover.policy import Sample
 from discover.puct import Puct
+from discover.rundir import RunDir
 from discover.sandbox import _UID_BASE, _WORLD_WRITABLE, isolation
 from discover.scoring import ScorerPool
 from discover.search import score_groups
@@ -62,7 +63,7 @@ def programs(marker: str, canary: Path, port: int) -> list[Hostile]:
     target = canary / "canary.txt"
     # Readable by anyone on the host; a sealed sandbox shows none of them.
     checkout = Path(__file__).resolve().parents[1]
-    host_files = [target, canary, canary.parent / "archive.sqlite", checkout,
+    host_files = [target, canary, RunDir(canary.parent).archive, checkout,
                   checkout / "discover" / "sandbox.py", Path.home(), Path.home() / ".cache"]
     return [
         Hostile("infinite_loop", prog("while True:\n    pass"), ("timeout",)),
@@ -284,7 +285,7 @@ def run_suite(env_name: str, env_options: dict, limit_s: float, slots: int = 2,
             pids_before = _actor_pids(pool)
             # One step of a real archive: the programs as completions of one group, scored
             # through the same path as a search's (extract, sandbox via the pool, verify).
-            archive = Archive(root / "archive.sqlite")
+            archive = Archive(RunDir(root).archive)
             puct = Puct()
             init = env.verify(env.initial_artifacts(1, 0)[0])
             [init_id] = archive.add_initial([Candidate(None, -1, None, None, init.artifact,
@@ -305,7 +306,7 @@ def run_suite(env_name: str, env_options: dict, limit_s: float, slots: int = 2,
         finally:
             pool.shutdown()
             server.close()
-        stored = (root / "archive.sqlite").read_bytes()
+        stored = RunDir(root).archive.read_bytes()
         outcomes = []
         for h, c in zip(suite, children, strict=True):
             o = Outcome(h.name, c.failure, h.kinds, c.eval_s, c.log)

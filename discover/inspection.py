@@ -16,6 +16,7 @@ from discover import config as config_mod
 from discover.archive import Archive, ArchiveError, Candidate
 from discover.config import ConfigError
 from discover.environment import registered
+from discover.rundir import RunDir
 
 PROGRAM_SUFFIX = {"python": ".py", "cpp": ".cpp"}
 ARTIFACT_PREVIEW = 2000  # characters of an artefact's JSON that `show` prints without --full
@@ -32,15 +33,16 @@ class Run:
 
 
 def open_run(path: str | Path) -> Run:
-    path = Path(path)
-    if not (path / "archive.sqlite").is_file():
-        raise ArchiveError(f"{path} holds no run: no archive.sqlite there")
-    archive = Archive(path / "archive.sqlite", readonly=True)
+    rd = RunDir(path)
+    path = rd.path
+    if not rd.holds_run():
+        raise ArchiveError(f"{path} holds no run: no {rd.archive.name} there")
+    archive = Archive(rd.archive, readonly=True)
     env = archive.get_meta("env") or "?"
     options: dict = {}
-    if (path / "config.toml").is_file():
+    if rd.config.is_file():
         try:
-            options = config_mod.load_toml(path / "config.toml").get("env", {})
+            options = config_mod.load_toml(rd.config).get("env", {})
         except ConfigError:
             pass  # the archive still says everything these views need
     direction = language = None

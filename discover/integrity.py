@@ -2,7 +2,7 @@
 
 The archive is the truth; config.toml, artifacts/ID.json, metrics.jsonl and adapters/vN mirror
 it. A kill between a step's commit and its file writes leaves some files missing or behind
-(`discover run --resume` writes them again: search.repair_run_dir); with `repairable_ok` those
+(`discover run --resume` writes them again: rundir.repair_run_dir); with `repairable_ok` those
 are not counted as problems, so the check can run right after a crash or while a run writes.
 """
 
@@ -14,25 +14,26 @@ from pathlib import Path
 from discover import config as config_mod
 from discover.archive import Archive, ArchiveError
 from discover.config import ConfigError
+from discover.rundir import RunDir
 
 
 def check_run_dir(path: str | Path, repairable_ok: bool = False) -> list[str]:
     """Problems found in the run directory (empty: sound)."""
-    root = Path(path)
+    rd = RunDir(path)
     try:
-        cfg = config_mod.from_dict(config_mod.load_toml(root / "config.toml"))
+        cfg = config_mod.from_dict(config_mod.load_toml(rd.config))
     except ConfigError as e:
         return [f"config.toml: {e}"]
     try:
-        archive = Archive(root / "archive.sqlite", readonly=True)
+        archive = Archive(rd.archive, readonly=True)
     except ArchiveError as e:
         return [str(e)]
     try:
         problems = archive.integrity_check()
         problems += _group_problems(archive, cfg.run.group_size)
-        problems += _artifact_problems(root / "artifacts", archive, repairable_ok)
-        problems += _metrics_problems(root / "metrics.jsonl", archive, repairable_ok)
-        problems += _adapter_problems(root / "adapters", archive, cfg.learner.method,
+        problems += _artifact_problems(rd.artifacts, archive, repairable_ok)
+        problems += _metrics_problems(rd.metrics, archive, repairable_ok)
+        problems += _adapter_problems(rd.adapters, archive, cfg.learner.method,
                                       repairable_ok)
     finally:
         archive.close()

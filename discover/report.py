@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from discover.archive import Candidate
 from discover.environment import load_environment
 from discover.inspection import Run, better_text, fmt, open_run, run_stats
+from discover.rundir import RunDir
 
 FAIL_COLOUR = "tab:red"
 
@@ -362,7 +363,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = open_run(run_dir)
     d = load(run)
     plots = [make(d) for make in PLOTS]
-    folder = Path(out) if out else run.path / "report"
+    folder = Path(out) if out else RunDir(run.path).report
     folder.mkdir(parents=True, exist_ok=True)
     for p in plots:
         if p.png is not None:

@@ -36,6 +36,7 @@ from discover.inspection import (
     verify_command,
 )
 from discover.report import best_by_step, best_by_time, draw_artifact
+from discover.rundir import RunDir
 
 STATIC = Path(__file__).with_name("ui_static")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -140,7 +141,7 @@ def candidates(run: Run, failure: str | None = None, step: int | None = None,
 def verify_hint(run: Run, c_id: int) -> str:
     """The command that re-verifies the candidate's artefact (export's, with the run's
     environment options); through `discover export` when no artefact file was written."""
-    stored = run.path / "artifacts" / f"{c_id}.json"
+    stored = RunDir(run.path).artifact(c_id)
     if stored.is_file():
         return verify_command(run, stored)
     out = Path(f"export-{c_id}")
@@ -352,7 +353,7 @@ def serve(paths: list[str | Path], host: str = "127.0.0.1", port: int = 8765) ->
     if missing:
         raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
     for p in paths:
-        if not (Path(p) / "archive.sqlite").is_file():
+        if not RunDir(p).holds_run():
             print(f"discover ui: {p} holds no archive yet; the page shows it once the run "
                   f"stores its first candidates", file=sys.stderr)
     if host not in LOCAL_HOSTS:

@@ -14,7 +14,7 @@ from discover.config import Config
 from discover.integrity import check_run_dir
 from discover.learner import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE
 from discover.puct import Puct
-from discover.search import RunDir, repair_run_dir
+from discover.rundir import RunDir, repair_run_dir
 
 
 def make_run(root: Path, steps: int = 3, learner: str = "entropic") -> RunDir:
