@@ -70,7 +70,7 @@ class PolicySection:
 class LearnerSection:
     method: str = "entropic"  # entropic | entropic-fixed | mean | none (no learning)
     beta: float = 2.0  # for entropic-fixed
-    lr: float = 0.0  # 0: the method's size rule for the model (learner.size_rule_lr; 1.32e-3
+    lr: float = 0.0  # 0: the method's rate sized to the model (learner.size_rule_lr; 1.41e-4
     # for the embedded 135M model), any other value is used as it is
     lora_rank: int = 32  # the method's
     lora_alpha: int = 32
