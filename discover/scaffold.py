@@ -28,9 +28,11 @@ discover_{pkg} = ["prompt.md", "starter.py"]
 PROMPT = '''Choose n numbers x_1..x_n in [0, 1] (1 <= n <= 1000) to MAXIMISE
 score = sum(x) - 2 * sum(x_i * x_(i+1)) (adjacent products penalised).
 
-Write a Python function `solve(parent, budget_s, seed)` that returns a 1-D list or numpy array
-of numbers in [0, 1]. `parent` is the best solution so far (a numpy array) or None. numpy is
-available. It must finish within budget_s seconds.
+Write a Python function `solve(parent, iters, seed)` that returns a 1-D list or numpy array
+of numbers in [0, 1]. `parent` is the best solution so far (a numpy array) or None; `iters` is
+how many improvement attempts to make (the work budget: the same program, parent and seed must
+give the same result on any machine); `seed` is for your random number generator. numpy is
+available. A run that takes more than a few seconds is stopped and fails.
 '''
 
 ENV = '''"""The {name} environment. Replace the problem, scoring, prompt and starter."""
@@ -52,10 +54,13 @@ class Environment(Base):
     name = "{name}"
     direction = "max"
     language = "python"
-    time_budget_s = 5.0
+    time_budget_s = 5.0  # the sandbox's wall-clock safety limit; a timeout is a failure
+    # The work each program is handed: count work, not seconds, so that a program's reward
+    # depends on the program, its parent and its seed only, never on the machine's load.
+    iterations = 2000
     target = None  # the record to beat, when there is one
     score_name = "score"  # what prompts call the score
-    entry = "solve(parent, budget_s, seed)"
+    entry = "solve(parent, iters, seed)"
     sandbox_packages = ("numpy",)  # all a candidate may import (the sandbox hides the rest)
 
     # --- what the model sees: the framework renders the prompt from these parts
@@ -95,7 +100,7 @@ class Environment(Base):
 
     def evaluate(self, program: str, parent_artifact, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else np.asarray(parent_artifact, dtype=np.float64)
-        kwargs = {{"parent": parent, "budget_s": self.time_budget_s, "seed": seed}}
+        kwargs = {{"parent": parent, "iters": self.iterations, "seed": seed}}
         res = run_function(program, "solve", kwargs, Limits(wall_s=self.time_budget_s + 5),
                            self.sandbox_packages, self.sandbox_paths)
         if res.failure:
@@ -118,8 +123,6 @@ def propose(x, rng):  # a changed copy of x
     return x
 # EVOLVE-BLOCK-END
 
-import time
-
 import numpy as np
 
 
@@ -127,11 +130,10 @@ def score(x):
     return x.sum() - 2 * np.sum(x[:-1] * x[1:])
 
 
-def solve(parent, budget_s, seed):
+def solve(parent, iters, seed):
     rng = np.random.default_rng(seed)
     x = np.full(10, 0.5) if parent is None else parent
-    start = time.time()
-    while time.time() - start < budget_s / 2:
+    for _ in range(iters):
         trial = np.clip(propose(x, rng), 0, 1)
         if score(trial) > score(x):  # keep improvements only
             x = trial
@@ -142,7 +144,7 @@ TEST = '''from discover.environment import load_environment, registered
 
 GOOD = """
 import numpy as np
-def solve(parent, budget_s, seed):
+def solve(parent, iters, seed):
     return np.array([1.0, 0.0] * 5)
 """
 
@@ -169,7 +171,7 @@ def test_evaluate_in_sandbox():
     env = load_environment("{name}")
     ev = env.evaluate(GOOD, None, seed=0)
     assert ev.ok and ev.score == 5.0
-    crash = env.evaluate("def solve(parent, budget_s, seed):\\n    raise RuntimeError('x')\\n",
+    crash = env.evaluate("def solve(parent, iters, seed):\\n    raise RuntimeError('x')\\n",
                          None, seed=0)
     assert not crash.ok and crash.failure == "crash"
 '''
