@@ -38,8 +38,7 @@ from discover.policy import Sample
 from discover.puct import Puct
 from discover.rundir import RunDir
 from discover.sandbox import _UID_BASE, _WORLD_WRITABLE, isolation
-from discover.scoring import ScorerPool
-from discover.search import score_groups
+from discover.scoring import ScorerPool, score_groups
 
 SECRET_NAME = "DISCOVER_HOSTILE_SECRET"
 GOOD = "def solve(*args, **kwargs):\n    return [0.5] * 20\n"

@@ -226,7 +226,7 @@ class RemoteLearner:
     """The TRL learner in a Ray actor with `gpus` GPUs (0: on CPU); same interface as Learner.
 
     Like learner.Learner it moves `policy.version` on each optimiser step; the driver then saves
-    the adapter under that version and hands it to the generators (search._publish_adapter).
+    the adapter under that version and hands it to the generators (wiring.publish_adapter).
     The adapter folder must be readable by the generators: on one node it always is; across
     nodes put the run directory on a shared filesystem.
     """

@@ -241,3 +241,9 @@ def job_seed(seed: int, g: int, i: int) -> int:
     """The seed a program gets: (step seed, group, index within it), 31 bits, order-free."""
     digest = hashlib.blake2b(f"{seed}:{g}:{i}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 33
+
+
+def score_groups(env: Environment, pool: ScorerPool, parents: list[Parent],
+                 samples: list[list[Sample]], seed: int, edit: str) -> list[list[Candidate]]:
+    """Step 4: extract each program, run it in the sandbox via the scorer pool, build children."""
+    return GroupScorer(env, pool, parents, seed, edit).children(samples)

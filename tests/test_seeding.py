@@ -8,9 +8,9 @@ import ray
 
 from discover.archive import Archive
 from discover.config import Config, ConfigError
+from discover.initial_states import seed_initial_states
 from discover.puct import Puct
 from discover.scoring import ScorerPool, start_ray
-from discover.search import seed_initial_states
 from environments.erdos.env import ErdosEnvironment
 
 SLEEPER = "import time\n\n\ndef solve(parent, iters, seed):\n    time.sleep(3600)\n"

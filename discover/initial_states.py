@@ -1,0 +1,80 @@
+"""Where a search starts: the environment's constructions improved once by its starter, or
+another run's initial states as it stored them."""
+
+from __future__ import annotations
+
+import sys
+
+from discover.archive import Archive, Candidate, check_archive, dedup_key
+from discover.config import Config, ConfigError
+from discover.environment import Environment
+from discover.puct import Puct
+from discover.rundir import RunDir
+from discover.scoring import ScorerPool
+
+
+def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: Puct,
+                        pool: ScorerPool) -> None:
+    """The initial states: each starting construction, verified, and improved once by the
+    environment's starter program (run like any candidate), so that every first prompt shows a
+    working program with its measured "before -> after". An artefact that is itself a program
+    is its own starter."""
+    arts = env.initial_artifacts(cfg.run.initial_states, cfg.run.seed, cfg.run.init_file or None)
+    starts = [env.verify(art) for art in arts]
+    for i, ev in enumerate(starts):
+        if not ev.ok:
+            raise ConfigError(f"initial construction {i} is invalid: {ev.log}")
+        if not ev.reward > env.failure_reward:
+            raise ConfigError(f"environment {env.name!r}: initial construction {i} has reward "
+                              f"{ev.reward:g}, not above the failure reward "
+                              f"{env.failure_reward:g}; the environment must set failure_reward "
+                              "below every valid reward")
+    starter = env.starter_program()
+    runs = [None] * len(starts)
+    if starter is not None:
+        jobs = [(starter, ev.artifact, cfg.run.seed * 1000 + i) for i, ev in enumerate(starts)
+                if env.program_of(ev.artifact) is None]
+        done = iter(pool.evaluate(jobs))
+        runs = [None if env.program_of(ev.artifact) is not None else next(done)[0]
+                for ev in starts]
+    cands = []
+    for i, (start, run) in enumerate(zip(starts, runs, strict=True)):
+        code = env.program_of(start.artifact)
+        ev = start
+        if run is not None and not run.ok and run.failure == "timeout":
+            # A busy machine, not a broken starter: the state starts from the construction as
+            # it is, still showing the starter as its program.
+            print(f"discover: warning: the starter program ran out of time on initial "
+                  f"construction {i} (a busy machine?); that state starts unimproved",
+                  file=sys.stderr)
+            code, ev = starter, start
+        elif run is not None:
+            if not run.ok:
+                raise ConfigError(f"environment {env.name!r}: its starter program failed on "
+                                  f"initial construction {i} ({run.failure}): {run.log}")
+            code, ev = starter, run
+            ev.metrics = {**ev.metrics, "start_score": start.score}
+        cands.append(Candidate(id=None, step=-1, parent_id=None, code=code, artifact=ev.artifact,
+                               score=ev.score, reward=ev.reward, ok=True, initial=True,
+                               stdout=ev.log if code else "", metrics=ev.metrics,
+                               key=dedup_key(ev.artifact, None)))
+    archive.add_initial(cands, puct)
+
+
+def stored_initial_states(source: str, env_name: str) -> list[Candidate]:
+    """Another run's initial states, as it stored them (code, artefact, score, metrics): arms of
+    an ablation then start from the same states, not from starters re-run at another time."""
+    path = RunDir(source).archive
+    if not path.exists():
+        raise ConfigError(f"run.init_from: {source} holds no run (no {path.name})")
+    check_archive(path)
+    with Archive(path, readonly=True) as src:
+        if src.get_meta("env") != env_name:
+            raise ConfigError(f"run.init_from: {source} is a run of {src.get_meta('env')!r}, "
+                              f"not {env_name!r}")
+        states = src.initial_states()
+    if not states:
+        raise ConfigError(f"run.init_from: {source} holds no initial states")
+    for c in states:
+        c.id = None
+    return states
