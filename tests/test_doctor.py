@@ -80,8 +80,9 @@ def test_the_sandbox_limits_apply():
 def test_machine_names_the_cpu_and_sees_a_busy_process():
     import torch
 
-    [machine, _] = doctor.check_machine(probe=False)
+    [machine, threads, _] = doctor.check_machine(probe=False)
     assert doctor.cpu_model() in machine.detail
+    assert "wait policy" in threads.detail and "usable cores" in threads.detail
     assert torch.backends.cpu.get_cpu_capability() in machine.detail
     # A busy loop under a name of its own (prctl PR_SET_NAME), so it is told from other load.
     code = ("import ctypes\nctypes.CDLL(None).prctl(15, b'discoverbusy', 0, 0, 0)\n"
