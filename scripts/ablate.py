@@ -12,7 +12,9 @@ Arms (each run with the same seeds, steps, groups and group size, so the same sa
 Pairing: per environment and seed the initial states are seeded ONCE (a run of its own,
 `init-ENV-sSEED`) and every arm starts from them (`run.init_from`), with the same seed, so the
 arms differ only in what the arm changes. `--init-from DIR` reuses the `init-*` runs of an
-earlier ablation's folder (or one run directory, for one environment and seed).
+earlier ablation's folder (or one run directory, for one environment and seed). With `--out`
+an earlier call's folder, finished runs are reused (their time is their steps' logged seconds)
+and a run stopped part-way resumes: an ablation can be finished in several sittings.
 
 Printed per environment: each run's best verified score (initial states included: the run's
 result), best generated score, valid rate, seconds and, for learning arms, the mean KL of the
@@ -82,9 +84,28 @@ def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
     cfg.policy.backend, cfg.run.selection, cfg.learner.method = backend, selection, learner
     cfg.run.init_from = str(init)
     config_mod.apply(cfg, config_mod.parse_set(extra))
-    t0 = time.monotonic()
-    run_dir = run(cfg)
+    rd = Path(cfg.run.run_dir)
+    if stored_steps(rd) >= args.steps:  # finished by an earlier call of this script: reuse it
+        return summarise(rd) | {"seconds": step_seconds(rd)}
+    t0 = time.monotonic()  # a run stopped part-way resumes from its last stored step
+    run_dir = run(cfg, resume=(rd / "config.toml").exists())
     return summarise(run_dir) | {"seconds": time.monotonic() - t0}
+
+
+def stored_steps(run_dir: Path) -> int:
+    if not (run_dir / "archive.sqlite").exists():
+        return 0
+    db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+    finally:
+        db.close()
+
+
+def step_seconds(run_dir: Path) -> float:
+    """A reused run's time: its steps' generate + score + learn seconds from metrics.jsonl."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return sum(sum(json.loads(x)["seconds"].values()) for x in lines if x.strip())
 
 
 def summarise(run_dir: Path) -> dict:

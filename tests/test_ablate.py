@@ -53,6 +53,16 @@ def test_ablate_arms_share_initial_states_and_print_paired_differences(tmp_path)
     assert (out / "init-toy-s0" / "archive.sqlite").stat().st_mtime_ns == before
     assert initial_states(tmp_path / "ab2" / "toy-null+puct-s0") == \
         initial_states(out / "init-toy-s0")
+    # --out an earlier call's folder: its finished runs are reused, not run again
+    ran = (out / "toy-null+puct-s0" / "archive.sqlite").stat().st_mtime_ns
+    reuse = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms",
+         "null+puct", "none+puct", "--seeds", "0", "--steps", "1", "--groups", "1",
+         "--group-size", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert reuse.returncode == 0, reuse.stderr[-3000:]
+    assert (out / "toy-null+puct-s0" / "archive.sqlite").stat().st_mtime_ns == ran
+    assert "toy null+puct" in reuse.stdout and "Started a local Ray" not in reuse.stderr
 
 
 def test_init_from_refuses_a_folder_with_no_run(tmp_path):
