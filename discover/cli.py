@@ -16,6 +16,7 @@ from discover.environment import (
     InvalidArtifact,
     InvalidOptions,
     UnknownEnvironment,
+    canonical_name,
     load_environment,
     registered,
 )
@@ -49,7 +50,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.config:
         layers.append(config_mod.load_toml(args.config))
         config_mod.apply(cfg, layers[-1])
-    flags: dict = {"run": {"env": args.env}}
+    flags: dict = {"run": {"env": canonical_name(args.env)}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
         if isinstance(value, list):  # --log, given once per sink
@@ -114,7 +115,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     sets = config_mod.parse_set(args.set or [])
     if set(sets) - {"env"}:
         raise ConfigError("verify takes only environment options: --set env.KEY=VALUE")
-    env = load_environment(args.env, **sets.get("env", {}))
+    env = load_environment(canonical_name(args.env), **sets.get("env", {}))
     try:
         artifact = env.load_artifact(args.file)
     except InvalidArtifact as e:
@@ -146,10 +147,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from discover.inspection import export, open_run, verify_command
 
     run = open_run(args.run)
-    files = export(run, args.id, args.out)
+    files = export(run, args.id, args.out, args.format)
     for kind, path in files.items():
         print(f"{kind:<10} {path}")
-    print(f"re-verify: {verify_command(run, files['artifact'])}")
+    if "artifact" in files:
+        print(f"re-verify: {verify_command(run, files['artifact'])}")
+    else:
+        print(f"a problem folder for {args.format}; here: discover run {args.out}")
     return 0
 
 
@@ -287,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("run")
     x.add_argument("id", type=int, nargs="?", help="default: the best candidate")
     x.add_argument("--out", required=True, help="a new (or empty) folder")
+    x.add_argument("--format", choices=["discover", "openevolve", "shinka"], default="discover",
+                   help="openevolve / shinka: a problem folder of that tool, the program as its "
+                        "initial program")
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("compare", help="best, valid rate and samples-to-best of runs")

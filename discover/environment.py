@@ -84,6 +84,7 @@ class Environment:
     entry: ClassVar[str] = ""  # the function a program defines, e.g. "solve(parent, iters,
     # seed)"; "" when a program is a whole program (C++ reading stdin)
     max_code_chars: ClassVar[int] = 4000  # of the parent's program shown (head and tail kept)
+    max_parallel: ClassVar[int] = 0  # evaluations at once, at most (0: as many as the cores)
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -227,8 +228,25 @@ def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
     return program, seed
 
 
+def canonical_name(name: str) -> str:
+    """An installed environment's name as given; a problem folder's as its absolute path (a run
+    stores it, and the scorers, another process, open it by that name)."""
+    from discover.problem_folder import is_folder_name
+
+    if name in registered() or not is_folder_name(name):
+        return name
+    return str(Path(name).expanduser().resolve())
+
+
 def load_environment(name: str, **options: Any) -> Environment:
     eps = registered()
+    if name not in eps and "/" in name or name not in eps and Path(name).is_dir():
+        from discover.problem_folder import FolderEnvironment
+
+        try:  # an OpenEvolve or ShinkaEvolve problem folder, run as it is
+            return FolderEnvironment(name, **options)
+        except (TypeError, ValueError) as e:
+            raise InvalidOptions(str(e)) from e
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
         raise UnknownEnvironment(

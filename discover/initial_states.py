@@ -23,7 +23,9 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
     starts = [env.verify(art) for art in arts]
     for i, ev in enumerate(starts):
         if not ev.ok:
-            raise ConfigError(f"initial construction {i} is invalid: {ev.log}")
+            what = "the initial program fails its evaluator" if env.program_of(arts[i]) \
+                else f"initial construction {i} is invalid"
+            raise ConfigError(f"environment {env.name!r}: {what}: {ev.log}")
         if not ev.reward > env.failure_reward:
             raise ConfigError(f"environment {env.name!r}: initial construction {i} has reward "
                               f"{ev.reward:g}, not above the failure reward "

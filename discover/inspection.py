@@ -53,6 +53,8 @@ def open_run(path: str | Path) -> Run:
             direction, language = cls.direction, cls.language
         except Exception:  # a broken plugin must not stop anyone reading the archive
             pass
+    elif "/" in env:  # a problem folder (discover/problem_folder.py): Python, its direction
+        direction, language = options.get("direction", "max"), "python"
     return Run(path, archive, env, options, direction, language)
 
 
@@ -234,9 +236,14 @@ def verify_command(run: Run, artifact_file: Path) -> str:
         "".join(" " + shlex.quote(s) for s in sets)
 
 
-def export(run: Run, cand_id: int | None, out: str | Path) -> dict[str, Path]:
+def export(run: Run, cand_id: int | None, out: str | Path,
+           fmt: str = "discover") -> dict[str, Path]:
     """Write a candidate's artefact (artifact.json, which `discover verify` reads), its program
-    and a candidate.json describing it into `out`, a new or empty folder."""
+    and a candidate.json describing it into `out`, a new or empty folder. `fmt` "openevolve" or
+    "shinka" writes instead a problem folder those tools take, the program as its initial
+    program (see export_folder)."""
+    if fmt != "discover":
+        return export_folder(run, cand_id, out, fmt)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; export writes into a "
@@ -264,6 +271,46 @@ def export(run: Run, cand_id: int | None, out: str | Path) -> dict[str, Path]:
     }
     files["candidate"].write_text(json.dumps(meta, indent=2) + "\n")
     return files
+
+
+def export_folder(run: Run, cand_id: int | None, out: str | Path, fmt: str) -> dict[str, Path]:
+    """A problem folder in OpenEvolve's or ShinkaEvolve's shape whose initial program is the
+    candidate's program. A run of a problem folder brings the folder's other files (evaluator,
+    config, data) along, with the evaluator renamed to the target tool's name; a run of an
+    installed environment gets the program only (that tool needs an evaluator written for it)."""
+    from discover.problem_folder import SHAPES, SHIMS, folder_files
+
+    if fmt not in SHAPES:
+        raise ValueError(f"unknown export format {fmt!r}; known: discover, {', '.join(SHAPES)}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; export writes into a "
+                              f"new folder so that nothing is overwritten")
+    with run.archive.snapshot():
+        c = best_or(run, cand_id)
+    if not c.ok or not c.code:
+        raise ArchiveError(f"candidate {c.id} is not a valid program ({c.failure}); "
+                           f"`discover show {run.path} {c.id}` shows it")
+    evaluator, initial = SHAPES[fmt]
+    files: dict[str, bytes] = {}
+    source = Path(run.env)
+    if "/" in run.env and source.is_dir():
+        from discover.problem_folder import read_folder
+
+        folder = read_folder(source)
+        files = {k: v for k, v in folder_files(folder.root).items()
+                 if k != folder.initial and not k.startswith(("_discover/", "openevolve/",
+                                                               "shinka/"))}
+        if folder.shape != fmt:  # the folder's own evaluator stays; a wrapper speaks the other
+            files[evaluator] = (SHIMS / f"{Path(evaluator).stem}_for_{fmt}.py").read_bytes()
+    files[initial] = c.code.encode()
+    written = {}
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+        written[rel] = out / rel
+    return {"initial": written[initial], **({"evaluator": written[evaluator]}
+                                             if evaluator in written else {})}
 
 
 # --- compare ----------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ class RunDir:
 
 
 def default_run_dir(env: str) -> Path:
-    return Path("runs") / f"{env}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = Path(env).name if "/" in env else env  # a problem folder: its own name
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_run_dir(cfg: Config, resume: bool) -> tuple[RunDir, Config]:

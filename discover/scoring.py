@@ -102,6 +102,8 @@ class ScorerPool:
         cpus = max(1, env.cpu_slots)
         total = slots or int(ray.available_resources().get("CPU", 1))
         size = max(1, total // cpus)
+        if env.max_parallel:  # the problem asks for no more evaluations at once
+            size = min(size, env.max_parallel)
         # SPREAD: on a cluster, scorers go to every node rather than filling the first one.
         opts: dict[str, Any] = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
         if env.gpus:

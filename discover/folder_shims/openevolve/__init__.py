@@ -1,0 +1,1 @@
+"""OpenEvolve's names that evaluators import (discover/folder_shims)."""

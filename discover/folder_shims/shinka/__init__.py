@@ -1,0 +1,1 @@
+"""ShinkaEvolve's names that evaluators import (discover/folder_shims)."""
