@@ -196,10 +196,11 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_new_env(args: argparse.Namespace) -> int:
-    from discover.scaffold import write_skeleton
+    from discover.scaffold import write_folder_skeleton, write_skeleton
 
     try:
-        root = write_skeleton(args.name, Path(args.dir))
+        root = write_folder_skeleton(args.name, Path(args.dir), Path(getattr(args, "from"))) \
+            if getattr(args, "from") else write_skeleton(args.name, Path(args.dir))
     except (ValueError, FileExistsError) as e:
         print(f"discover: error: {e}", file=sys.stderr)
         return 2
@@ -319,6 +320,8 @@ def parser() -> argparse.ArgumentParser:
     n = sub.add_parser("new-env", help="write a working skeleton of a new environment package")
     n.add_argument("name")
     n.add_argument("--dir", default=".")
+    n.add_argument("--from", metavar="FOLDER", help="start from an OpenEvolve or ShinkaEvolve "
+                   "problem folder (copied into the package; its evaluator judges at first)")
     n.set_defaults(func=cmd_new_env)
 
     c = sub.add_parser("check", help="integrity check of a run directory (archive and files)")

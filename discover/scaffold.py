@@ -1,4 +1,5 @@
-"""`discover new-env NAME`: a working skeleton of an environment package, with its test."""
+"""`discover new-env NAME`: a working skeleton of an environment package, with its test
+(`--from FOLDER`: one that starts as an OpenEvolve or ShinkaEvolve problem folder runs)."""
 
 from __future__ import annotations
 
@@ -177,12 +178,85 @@ def test_evaluate_in_sandbox():
 '''
 
 
-def write_skeleton(name: str, where: Path) -> Path:
+FOLDER_ENV = '''"""The {name} environment, made from the problem folder {source}.
+
+It starts as that folder runs in `discover run FOLDER`: the folder (copied to problem/) is the
+problem, its evaluator judges each program in the sandbox, and the artefact is the program. For
+the full contract of a discover environment, override here:
+- evaluate(program, parent_artifact, seed): run the program with the parent's artefact handed in
+  (discover.sandbox.run_function) and return the Evaluation of the artefact it produced;
+- score_artifact(artifact): the score recomputed from the artefact alone (raise InvalidArtifact
+  naming what is wrong), so that `discover verify` re-verifies constructions, not programs;
+- starter_program(): a short program that improves the parent's artefact, counting work (not
+  seconds), with its EVOLVE-BLOCK the part the model rewrites.
+"""
+
+from pathlib import Path
+
+from discover.problem_folder import FolderEnvironment
+
+HERE = Path(__file__).parent
+
+
+class Environment(FolderEnvironment):
+    def __init__(self, **options):
+        super().__init__(str(HERE / "problem"), **options)
+        self.name = "{name}"
+'''
+
+FOLDER_TEST = '''from discover.environment import load_environment, registered
+
+
+def test_registered():
+    assert "{name}" in registered()
+
+
+def test_the_initial_program_passes_its_evaluator():
+    env = load_environment("{name}")
+    (start,) = env.initial_artifacts(1, seed=0)
+    ev = env.verify(start)
+    assert ev.ok, ev.log
+
+
+def test_a_broken_program_fails():
+    env = load_environment("{name}")
+    ev = env.evaluate("raise RuntimeError('broken')\\n", None, seed=0)
+    assert not ev.ok
+'''
+
+
+def write_folder_skeleton(name: str, where: Path, folder: Path) -> Path:
+    """A package whose environment is the problem folder (copied into it), to grow into the
+    full contract (artefact re-verification, a starter that takes the parent's artefact)."""
+    from discover.problem_folder import folder_files, read_folder
+
+    spec = read_folder(folder)  # a broken folder is refused before anything is written
+    root = _package_root(name, where)
+    pkg = root / f"discover_{name}"
+    (root / "tests").mkdir(parents=True)
+    for rel, data in folder_files(spec.root).items():
+        if not rel.startswith("_discover/") and rel.split("/")[0] not in ("openevolve", "shinka"):
+            (pkg / "problem" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pkg / "problem" / rel).write_bytes(data)
+    pyproject = PYPROJECT.format(name=name, pkg=name).replace(
+        '["prompt.md", "starter.py"]', '["problem/*", "problem/**/*"]')
+    (root / "pyproject.toml").write_text(pyproject)
+    (pkg / "__init__.py").write_text(FOLDER_ENV.format(name=name, source=spec.root))
+    (root / "tests" / f"test_{name}.py").write_text(FOLDER_TEST.format(name=name))
+    return root
+
+
+def _package_root(name: str, where: Path) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"environment name {name!r} must be lower-case letters, digits, '_'")
     root = where / f"discover-{name}"
     if root.exists():
         raise FileExistsError(f"{root} already exists; choose another name or folder")
+    return root
+
+
+def write_skeleton(name: str, where: Path) -> Path:
+    root = _package_root(name, where)
     pkg = root / f"discover_{name}"
     (root / "tests").mkdir(parents=True)
     pkg.mkdir()

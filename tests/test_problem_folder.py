@@ -216,3 +216,32 @@ def test_a_folder_runs_with_the_embedded_model_learning(tmp_path, shape):
                           capture_output=True, text=True, timeout=120)
     assert back.returncode == 0 and float(back.stdout) == pytest.approx(score, abs=1e-9), \
         back.stderr
+
+
+@pytest.mark.slow
+def test_new_env_from_a_folder_installs_and_passes(tmp_path):
+    import os
+
+    folder = shinka_folder(tmp_path / "pack")
+    r = subprocess.run([*DISCOVER, "new-env", "packing3", "--dir", str(tmp_path), "--from",
+                        str(folder)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    pkg = tmp_path / "discover-packing3"
+    assert (pkg / "discover_packing3" / "problem" / "evaluate.py").read_text() == \
+        (folder / "evaluate.py").read_text()
+    target = tmp_path / "site"  # a separate target: the project's venv stays untouched
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--no-build-isolation", "--target", str(target), str(pkg)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    assert (target / "discover_packing3" / "problem" / "initial.py").exists()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(pkg / "tests")], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert t.returncode == 0 and "3 passed" in t.stdout, t.stdout[-3000:]
+    broken = write(tmp_path / "broken", {"initial.py": "x = 1\n"})
+    r = subprocess.run([*DISCOVER, "new-env", "broken", "--dir", str(tmp_path), "--from",
+                        str(broken)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "has no evaluator" in r.stderr
+    assert not (tmp_path / "discover-broken").exists()
