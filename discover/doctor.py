@@ -109,7 +109,7 @@ def other_cpu_use(seconds: float = 1.0) -> tuple[float, list[tuple[str, float]]]
 def decode_probe(seconds: float = 2.0) -> tuple[float, int]:
     """Tokens/s of the embedded model sampling 8 rows of a short prompt for about `seconds`
     (after a warm-up call), through the real sampler; and the rows decoded together."""
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
 
     policy = HFPolicy()
     prompt = ["Write a Python function that returns the n-th Fibonacci number."]
@@ -164,7 +164,7 @@ def check_machine(probe: bool = True) -> list[Check]:
 
 
 def check_model() -> list[Check]:
-    from discover import model_store
+    from discover.model import store as model_store
 
     try:
         pkg_dir, gguf = model_store._gguf_location()
@@ -176,7 +176,7 @@ def check_model() -> list[Check]:
     converted = (out / "config.json").exists() and any(out.glob("*.safetensors"))
     cache = Check("converted model cache", converted, str(out) if converted else
                   f"not converted yet: {out} (the first run converts it, about 16 s)",
-                  "python -m discover.model_store", required=False)
+                  "python -m discover.model.store", required=False)
     if converted and not package.ok:  # the cache alone is enough to run
         package.required = False
     return [package, cache]

@@ -33,8 +33,8 @@ from pathlib import Path
 import ray
 
 from discover.archive import Archive, Candidate
+from discover.backends.base import Sample
 from discover.environment import Parent, load_environment
-from discover.policy import Sample
 from discover.puct import Puct
 from discover.rundir import RunDir
 from discover.sandbox import _UID_BASE, _WORLD_WRITABLE, isolation

@@ -106,7 +106,7 @@ def _adapter_problems(folder: Path, archive: Archive, method: str,
         return [f"{len(rows)} adapter rows in a run without a learner"] if rows else []
     if not rows:
         return []
-    from discover.learner import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE  # (imports torch)
+    from discover.learners.peft import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE  # (imports torch)
 
     problems = []
     for a in rows:

@@ -9,9 +9,9 @@ tokens), on one model object. Variants:
               attention mask re-made at every step; MKL linears
   static      the same with transformers' StaticCache (preallocated; attention over its whole
               length, a full-width mask allocated once and sliced)
-  shared      discover.shared_prefix: the prompt's keys/values once per prompt, each row's own
+  shared      discover.model.shared_prefix: the prompt's keys/values once per prompt, each row's own
               keys in a preallocated buffer, no padding, no mask; MKL linears
-  onednn      shared, with the linears through oneDNN (discover.cpu_linear; the default)
+  onednn      shared, with the linears through oneDNN (discover.model.cpu_linear; the default)
   compiled    shared, with the model's forward under torch.compile (dynamic shapes; MKL
               linears as inductor lowers them: it cannot lower the oneDNN-routed linears of
               `onednn` with dynamic shapes, an InductorError)
@@ -33,9 +33,9 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from discover import shared_prefix
+from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
-from discover.policy_hf import HFPolicy
 
 
 class Linears:

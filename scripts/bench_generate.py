@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
+from discover.backends.hf import HFPolicy
 from discover.environment import Parent, load_environment
-from discover.policy_hf import HFPolicy
 
 TARGET = 0.9
 
@@ -77,8 +77,8 @@ def compare_vllm(args, prompt: str) -> None:
     """The vllm backend against the transformers backend, alternated (see the docstring)."""
     import ray
 
-    from discover.model_store import resolve_model
-    from discover.policy_vllm import VLLMPolicy
+    from discover.backends.vllm import VLLMPolicy
+    from discover.model.store import resolve_model
     from discover.scoring import start_ray
 
     policies = {"hf": HFPolicy(threads=args.threads or None, batch_size=max(args.batches))}
