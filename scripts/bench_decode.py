@@ -36,6 +36,7 @@ from discover import shared_prefix
 from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
+from discover.prompt import render
 
 
 class Linears:
@@ -135,7 +136,7 @@ def main() -> None:
     prompts = []
     for art in env.initial_artifacts(args.prompts, 0):
         ev = env.verify(art)
-        prompts.append(policy.encode(env.render_prompt(Parent(
+        prompts.append(policy.encode(render(env, Parent(
             code=None, artifact=ev.artifact, score=ev.score, parent_score=None))))
     compiled = None
     results: dict[str, list[tuple[float, list[float]]]] = {v: [] for v in args.variants}

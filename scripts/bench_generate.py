@@ -37,6 +37,7 @@ import torch
 
 from discover.backends.hf import HFPolicy
 from discover.environment import Parent, load_environment
+from discover.prompt import render
 
 TARGET = 0.9
 
@@ -169,7 +170,7 @@ def main() -> None:
     env = load_environment(args.env)
     art = env.initial_artifacts(1, 0)[0]
     ev = env.verify(art)
-    prompt = env.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
+    prompt = render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
                                       parent_score=None))
     if args.backend == "vllm":
         compare_vllm(args, prompt)

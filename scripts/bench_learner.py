@@ -39,6 +39,7 @@ from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.environment import Parent, load_environment
 from discover.learners.peft import LearnerConfig, PeftLearner, lora_modules
+from discover.prompt import render
 
 MEMORY_TARGET_GB = 8.0
 
@@ -67,7 +68,7 @@ def learner_step(cfg: Config) -> dict:
     prompts = []
     for art in env.initial_artifacts(cfg.run.groups, cfg.run.seed):
         ev = env.verify(art)
-        prompts.append(env.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
+        prompts.append(render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
                                                 parent_score=None)))
     t0 = time.perf_counter()
     groups = policy.sample(prompts, cfg.run.group_size, max_new_tokens=cfg.policy.max_new_tokens,
