@@ -54,7 +54,7 @@ def writing(path: Path) -> bool | None:
     Read from /proc/locks rather than by trying the lock: a reader holding it even for an
     instant could make a run that starts then fail with 'in use by another discover run'."""
     try:
-        inode = (path / ".lock").stat().st_ino
+        inode = RunDir(path).lock_file.stat().st_ino
     except FileNotFoundError:
         return False
     try:
