@@ -11,6 +11,7 @@ from pathlib import Path
 
 from discover import config as config_mod
 from discover.archive import ArchiveError, CandidateNotFound
+from discover.backends.base import BackendError
 from discover.config import Config, ConfigError
 from discover.environment import (
     InvalidArtifact,
@@ -20,7 +21,6 @@ from discover.environment import (
     load_environment,
     registered,
 )
-from discover.policy import BackendError
 from discover.rundir import RunDir
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
@@ -130,21 +130,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from discover.inspection import open_run, show_text
+    from discover.views.inspection import open_run, show_text
 
     print(show_text(open_run(args.run), args.id, full=args.full))
     return 0
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from discover.inspection import open_run, tree_text
+    from discover.views.inspection import open_run, tree_text
 
     print(tree_text(open_run(args.run), args.id, depth=args.depth, width=args.width))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from discover.inspection import export, open_run, verify_command
+    from discover.views.inspection import export, open_run, verify_command
 
     run = open_run(args.run)
     files = export(run, args.id, args.out, args.format)
@@ -158,14 +158,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from discover.inspection import compare_text, open_run
+    from discover.views.inspection import compare_text, open_run
 
     print(compare_text([open_run(r) for r in args.runs]))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from discover.report import write_report
+    from discover.views.report import write_report
 
     html = write_report(args.run, args.out)
     print(f"report: {html}")
@@ -173,7 +173,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from discover.ui import serve
+    from discover.views.ui import serve
 
     try:
         serve(args.runs, host=args.host, port=args.port)
@@ -337,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from discover.model_store import MissingModel
+    from discover.model.store import MissingModel
 
     args = parser().parse_args(argv)
     try:

@@ -109,7 +109,7 @@ def other_cpu_use(seconds: float = 1.0) -> tuple[float, list[tuple[str, float]]]
 def decode_probe(seconds: float = 2.0) -> tuple[float, int]:
     """Tokens/s of the embedded model sampling 8 rows of a short prompt for about `seconds`
     (after a warm-up call), through the real sampler; and the rows decoded together."""
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
 
     policy = HFPolicy()
     prompt = ["Write a Python function that returns the n-th Fibonacci number."]
@@ -156,7 +156,7 @@ def check_machine(probe: bool = True) -> list[Check]:
             checks.append(Check("decode speed", True, f"{rate:.1f} tok/s sampling {rows} rows of "
                                 f"the embedded model (a 2-second probe; CPU model above)",
                                 required=False))
-        except Exception as e:  # noqa: BLE001 - a missing model is check_model's finding
+        except Exception as e:  # a missing model is check_model's finding
             checks.append(Check("decode speed", False, f"not measured: {type(e).__name__}: "
                                 f"{str(e)[:200]}", "see the model checks above",
                                 required=False))
@@ -164,7 +164,7 @@ def check_machine(probe: bool = True) -> list[Check]:
 
 
 def check_model() -> list[Check]:
-    from discover import model_store
+    from discover.model import store as model_store
 
     try:
         pkg_dir, gguf = model_store._gguf_location()
@@ -176,7 +176,7 @@ def check_model() -> list[Check]:
     converted = (out / "config.json").exists() and any(out.glob("*.safetensors"))
     cache = Check("converted model cache", converted, str(out) if converted else
                   f"not converted yet: {out} (the first run converts it, about 16 s)",
-                  "python -m discover.model_store", required=False)
+                  "python -m discover.model.store", required=False)
     if converted and not package.ok:  # the cache alone is enough to run
         package.required = False
     return [package, cache]
@@ -196,7 +196,7 @@ def check_ray(start: bool = True) -> Check:
             value = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=120)
         finally:
             ray.shutdown()
-    except Exception as e:  # noqa: BLE001 - whatever stops Ray is the finding
+    except Exception as e:  # whatever stops Ray is the finding
         return Check("ray", False, f"ray {ray.__version__} cannot start a local cluster: "
                      f"{type(e).__name__}: {str(e)[:300]}",
                      "check /tmp is writable and not full; unset RAY_ADDRESS")
@@ -273,7 +273,7 @@ def check_compiler(cxx: str = "") -> Check:
 def _language(ep) -> str:
     try:
         return ep.load().language
-    except Exception:  # noqa: BLE001 - a broken plugin is `discover envs`' business
+    except Exception:  # a broken plugin is `discover envs`' business
         return ""
 
 
@@ -292,7 +292,7 @@ def check_extras() -> list[Check]:
                 from importlib.metadata import version as dist_version
 
                 version = dist_version(module)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 version = "installed"
         checks.append(Check(module, spec is not None, f"{version} ({what})" if spec else
                             f"not installed ({what})", fix, required=False))

@@ -125,12 +125,6 @@ class Environment:
         such an environment's initial artefact is its own starter. None otherwise."""
         return None
 
-    def render_prompt(self, parent: Parent, edit: str = "block") -> str:
-        """The improvement prompt for `parent` (discover/prompt.py renders it from the parts)."""
-        from discover import prompt
-
-        return prompt.render(self, parent, edit)
-
     # --- the search's starting points ----------------------------------------
     def initial_artifacts(self, count: int, seed: int, init_file: str | None = None) -> list[Any]:
         """Artefacts of the initial states (no code). `init_file` holds a known construction."""

@@ -12,6 +12,25 @@ from discover.puct import Puct
 from discover.rundir import RunDir
 from discover.scoring import ScorerPool
 
+SCHEMA_VERSION = 1  # of the run (the archive's own schema is archive.SCHEMA_VERSION)
+
+
+def open_tree(env: Environment, cfg: Config, archive: Archive, pool: ScorerPool,
+              stored: list[Candidate]) -> Puct:
+    """The search tree of a run: reloaded from its archive, or started from its initial states
+    (`stored`: the same starting states as another run, for paired ablations)."""
+    puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
+    if archive.get_meta("initialised"):
+        return archive.load_puct(**puct_args)
+    archive.set_meta("env", cfg.run.env)
+    archive.set_meta("schema", SCHEMA_VERSION)
+    puct = Puct(**puct_args)
+    if stored:
+        archive.add_initial(stored, puct)
+    else:
+        seed_initial_states(env, cfg, archive, puct, pool)  # marks it initialised
+    return puct
+
 
 def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: Puct,
                         pool: ScorerPool) -> None:

@@ -23,7 +23,7 @@ def check_run_dir(path: str | Path, repairable_ok: bool = False) -> list[str]:
     try:
         cfg = config_mod.from_dict(config_mod.load_toml(rd.config))
     except ConfigError as e:
-        return [f"config.toml: {e}"]
+        return [f"{rd.config.name}: {e}"]
     try:
         archive = Archive(rd.archive, readonly=True)
     except ArchiveError as e:
@@ -86,17 +86,17 @@ def _metrics_problems(path: Path, archive: Archive, repairable_ok: bool) -> list
     try:
         lines = path.read_text().splitlines() if path.exists() else []
     except OSError as e:
-        return [f"metrics.jsonl: {e}"]
+        return [f"{path.name}: {e}"]
     got = []
     for i, line in enumerate(lines):
         try:
             got.append(json.loads(line))
         except ValueError:
             if not (repairable_ok and i == len(lines) - 1):  # a kill mid-append
-                return [f"metrics.jsonl line {i + 1} is not JSON"]
+                return [f"{path.name} line {i + 1} is not JSON"]
     if got == want or (repairable_ok and got == want[:len(got)]):
         return []
-    return [f"metrics.jsonl holds {len(got)} steps that do not match the archive's {len(want)}"]
+    return [f"{path.name} holds {len(got)} steps that do not match the archive's {len(want)}"]
 
 
 def _adapter_problems(folder: Path, archive: Archive, method: str,
@@ -106,7 +106,7 @@ def _adapter_problems(folder: Path, archive: Archive, method: str,
         return [f"{len(rows)} adapter rows in a run without a learner"] if rows else []
     if not rows:
         return []
-    from discover.learner import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE  # (imports torch)
+    from discover.learners.peft import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE  # (imports torch)
 
     problems = []
     for a in rows:

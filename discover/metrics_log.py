@@ -1,4 +1,5 @@
-"""Per-step metrics to TensorBoard or Weights & Biases, beside the run's metrics.jsonl.
+"""Per-step metrics: the line a step writes into metrics.jsonl, and the optional copies of it
+in TensorBoard or Weights & Biases.
 
 Both are optional extras (`pip install 'discover[tensorboard]'`, `'discover[wandb]'`), chosen
 with `discover run --log tensorboard` / `--log wandb` or the config key run.log. A sink whose
@@ -9,10 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discover.config import LOG_SINKS, ConfigError
+
+if TYPE_CHECKING:
+    from discover.archive import Candidate
+    from discover.backends.base import Policy, Sample
 
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}  # sink -> the module it needs
 
@@ -80,3 +86,29 @@ class MetricsLog:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sample]],
+                 policy: Policy, learn: dict, seconds: dict) -> dict:
+    """The step's line of metrics.jsonl (and of the archive's step table)."""
+    children = [c for g in groups for c in g]
+    valid = [c for c in children if c.ok]
+    failures: dict[str, int] = {}
+    for c in children:
+        if c.failure:
+            failures[c.failure] = failures.get(c.failure, 0) + 1
+    metrics = {
+        "step": step, "version": policy.version, "total": len(children), "valid": len(valid),
+        "mean_reward": sum(c.reward for c in children) / max(1, len(children)),
+        "best_step_reward": max((c.reward for c in valid), default=None),
+        "tokens": sum(len(s.completion_ids) for g in samples for s in g),
+        "failures": failures, "seconds": seconds,
+        "samples_per_hour": 3600 * len(children) / max(1e-9, sum(seconds.values())),
+        "learner": {k: v for k, v in learn.items() if isinstance(v, (int, float, bool))},
+        "time": time.time(),
+    }
+    usage = policy.last_stats
+    if "requests" in usage:  # an HTTP endpoint: its token usage (it returns no token ids)
+        metrics["usage"] = {k: v for k, v in usage.items() if k != "seconds"}
+        metrics["tokens"] = metrics["tokens"] or usage["completion_tokens"]
+    return metrics

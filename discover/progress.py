@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 
-from discover.search import StepReport
+
+@dataclass
+class StepReport:
+    """What the loop reports after each stored step (`search.run`'s `on_step`)."""
+
+    step: int
+    steps: int
+    best_score: float | None
+    valid: int
+    total: int
+    tokens: int
+    seconds: dict[str, float] = field(default_factory=dict)  # generate, score, learn
+    learner: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the step's line of metrics.jsonl
 
 
 class Progress:

@@ -33,9 +33,10 @@ class RunDir:
         self.artifacts = self.path / "artifacts"
         self.adapters = self.path / "adapters"
         self.report = self.path / "report"
+        self.lock_file = self.path / ".lock"  # held by the one `discover run` writing here
 
     def lock(self) -> None:
-        self._lock = open(self.path / ".lock", "w")  # noqa: SIM115  (held for the run's life)
+        self._lock = open(self.lock_file, "w")  # held for the run's life
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:

@@ -67,10 +67,10 @@ LOG_CHARS = 2000  # of stderr kept in FunctionResult.log
 _MEMORY_PATTERNS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _HARNESS_EXIT = {0: "ok", 10: "crash", 11: "syntax_error", 12: "memory", 13: "invalid_output"}
 _UNSHARE_SIGKILL = "unshare: sigprocmask unblock failed: Invalid argument"
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 # Per-run uids/gids far above real accounts: pid-based so that concurrent scorer processes
 # never share one (a shared uid would share RLIMIT_NPROC: one fork bomb would starve the rest).
-_UID_BASE = 1 << 30
+UID_BASE = 1 << 30
 _run_counter = itertools.count()
 _PR_SET_PDEATHSIG = 1
 _PRCTL = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
@@ -184,7 +184,7 @@ def _probe(level: tuple) -> tuple[dict | None, str]:
                    None, ("numpy",), ())
     fields = res.stdout.split()
     if (res.status == "ok" and len(fields) == 4 and (fields[0] in ("1", "2") or not iso["pidns"])
-            and (not iso["uid_drop"] or fields[1].isdigit() and int(fields[1]) >= _UID_BASE)
+            and (not iso["uid_drop"] or fields[1].isdigit() and int(fields[1]) >= UID_BASE)
             and (fields[3] == "0" or not iso["sealed"])):
         ours = sys.version.split()[0]
         notes = [] if fields[2] == ours else [  # e.g. its libpython unreadable to the uid
@@ -244,7 +244,7 @@ def _check_relative(name: str) -> None:
 def _run(iso: dict, argv: list[str], files: dict[str, bytes], limits: Limits,
          outputs: tuple[str, ...], stdin: bytes | None, packages: tuple[str, ...] = (),
          paths: tuple[str, ...] = ()) -> RunResult:
-    uid = _UID_BASE + (os.getpid() % (1 << 22)) * 64 + next(_run_counter) % 64 \
+    uid = UID_BASE + (os.getpid() % (1 << 22)) * 64 + next(_run_counter) % 64 \
         if iso["uid_drop"] else None
     root = tempfile.mkdtemp(prefix="discover-sandbox-")
     try:
@@ -411,7 +411,7 @@ def _over_disk(dirs: tuple[str, ...], uid: int | None, max_bytes: int) -> str:
     in its directories and, with a uid of its own, its files in the world-writable ones."""
     used, files, stack = 0, 0, list(dirs)
     if uid is not None:
-        for top in _WORLD_WRITABLE:
+        for top in WORLD_WRITABLE:
             try:
                 stack += [e.path for e in os.scandir(top)
                           if e.stat(follow_symlinks=False).st_uid == uid]
@@ -520,7 +520,7 @@ def _remove(root: str) -> None:
 
 def _sweep_world_writable(uid: int) -> None:
     """Remove what the run's uid left in /tmp, /var/tmp and /dev/shm (only it owns them)."""
-    for top in _WORLD_WRITABLE:
+    for top in WORLD_WRITABLE:
         try:
             entries = list(os.scandir(top))
         except OSError:
@@ -637,7 +637,7 @@ def _load_result(data: bytes | None, output_mb: int) -> tuple[np.ndarray | None,
         return None, f"result.npy missing or larger than output_mb={output_mb}"
     try:
         value = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any malformed file is the program's fault
+    except Exception as e:  # any malformed file is the program's fault
         return None, f"result.npy is not a readable array: {type(e).__name__}: {e}"
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
         return None, f"result is not a numeric array (dtype {getattr(value, 'dtype', None)})"

@@ -12,9 +12,9 @@ import ray
 
 from discover import prompt
 from discover.archive import Candidate, dedup_key
+from discover.backends.base import Sample
 from discover.config import ConfigError
 from discover.environment import Environment, Evaluation, Parent, load_environment
-from discover.policy import Sample
 from discover.threads import CHOICE
 
 AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "

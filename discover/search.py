@@ -1,21 +1,28 @@
-"""The search loop: ALGORITHM.md's "One step", repeated, with every step durable before the next."""
+"""The search loop: ALGORITHM.md's "One step", repeated, with every step durable before the next.
+
+Steps 5-7 are stored together: the archive commit comes after the learner's step, so a step's
+children, PUCT statistics, metrics and the adapter version they produced land in one
+transaction (a killed run never holds children without the weights they trained).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from discover import metrics_log, prompt
 from discover.archive import Archive, Candidate
+from discover.backends.base import Policy, Sample, make_policy, publish_adapter
 from discover.config import Config, ConfigError
 from discover.edits import is_copy
 from discover.environment import Environment, Parent, load_environment
-from discover.initial_states import seed_initial_states, stored_initial_states
-from discover.model_store import check_model
-from discover.policy import Policy, Sample
+from discover.initial_states import open_tree, stored_initial_states
+from discover.learners.base import Learner, make_learner
+from discover.model.store import check_model
+from discover.progress import StepReport
 from discover.puct import Puct
 from discover.rundir import (
     RunDir,
@@ -27,22 +34,6 @@ from discover.rundir import (
 )
 from discover.scoring import GroupScorer, ScorerPool, start_ray
 from discover.signals import Interrupted, resume_command, stop_on_signals
-from discover.wiring import Learner, make_learner, make_policy, publish_adapter
-
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class StepReport:
-    step: int
-    steps: int
-    best_score: float | None
-    valid: int
-    total: int
-    tokens: int
-    seconds: dict[str, float] = field(default_factory=dict)  # generate, score, learn
-    learner: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)  # the step's line of metrics.jsonl
 
 
 def parent_view(archive: Archive, cand_id: int) -> Parent:
@@ -77,20 +68,10 @@ def run(cfg: Config, resume: bool = False,
             if resume and archive.get_meta("env") not in (None, cfg.run.env):
                 raise ConfigError(
                     f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
-            puct_args = dict(c=cfg.run.puct_c, strategy=cfg.run.selection, seed=cfg.run.seed)
             start_ray(cfg.ray.address)
             pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
             record_sandbox(rd, cfg, archive, pool.sandbox_modes())
-            if archive.get_meta("initialised"):
-                puct = archive.load_puct(**puct_args)
-            else:
-                archive.set_meta("env", cfg.run.env)
-                archive.set_meta("schema", SCHEMA_VERSION)
-                puct = Puct(**puct_args)
-                if stored:  # the same starting states as another run (paired ablations)
-                    archive.add_initial(stored, puct)
-                else:
-                    seed_initial_states(env, cfg, archive, puct, pool)  # marks it initialised
+            puct = open_tree(env, cfg, archive, pool, stored)
             repair_run_dir(rd, archive)  # what a kill between commit and file writes left
             policy = make_policy(cfg)
             learner = make_learner(cfg, policy)
@@ -131,7 +112,7 @@ def run(cfg: Config, resume: bool = False,
             if pool is not None:
                 pool.shutdown()
             for part in (learner, policy):  # GPU actors hold their memory until killed
-                if hasattr(part, "shutdown"):
+                if part is not None:
                     part.shutdown()
             archive.close()
     return rd.path
@@ -152,50 +133,40 @@ class RunParts:
 
 
 def run_step(step: int, parts: RunParts) -> StepReport:
-    cfg, env, archive, puct = parts.cfg, parts.env, parts.archive, parts.puct
-    policy, learner, pool, rd = parts.policy, parts.learner, parts.pool, parts.rd
+    cfg, env, archive, policy, rd = parts.cfg, parts.env, parts.archive, parts.policy, parts.rd
     seed = cfg.run.seed * 1_000_003 + step
+    edit, prefilled = cfg.run.edit, cfg.policy.prefill
     t0 = time.monotonic()
-    parent_ids = puct.select(cfg.run.groups)  # 1. select B parents with PUCT
+    # 1. Select B parents with PUCT.
+    parent_ids = parts.puct.select(cfg.run.groups)
     parents = [parent_view(archive, p) for p in parent_ids]
-    edit = cfg.run.edit
-    prompts = [prompt.render(env, p, edit) for p in parents]  # 2. one prompt per parent
-    prefill = [prompt.prefill(env, p, edit) if cfg.policy.prefill else "" for p in parents]
-    scoring = GroupScorer(env, pool, parents, seed, edit)  # 4. each program goes to the
-    samples = policy.sample(prompts, cfg.run.group_size,  # 3. G completions per prompt
+    # 2. Render one prompt per parent (and the opening of the answer where it is prefilled).
+    prompts = [prompt.render(env, p, edit) for p in parents]
+    prefill = [prompt.prefill(env, p, edit) if prefilled else "" for p in parents]
+    # 3. Sample G completions per prompt, each streamed to the sandbox as soon as it is sampled.
+    scoring = GroupScorer(env, parts.pool, parents, seed, edit)
+    samples = policy.sample(prompts, cfg.run.group_size,
                             max_new_tokens=cfg.policy.max_new_tokens,
                             temperature=cfg.policy.temperature, seed=seed, prefill=prefill,
-                            stop=prompt.stop(env, edit) if cfg.policy.prefill else (),
+                            stop=prompt.stop(env, edit) if prefilled else (),
                             on_sample=scoring.send if cfg.run.stream_scoring else None)
     t1 = time.monotonic()
-    groups = scoring.children(samples)  # 4. ... sandbox as soon as it is sampled; the rest here
+    # 4. Build the children: the scores streaming started, the rest scored here.
+    groups = scoring.children(samples)
     t2 = time.monotonic()
-    learn: dict = {}
-    adapter = None
-    if learner is not None:  # 6-7. advantages per group, one LoRA step; shared model on CPU
-        copies = [[is_copy(c.code, p.code, env.language) for c in g]
-                  for p, g in zip(parents, groups, strict=True)]
-        learn = learner.step(samples, [[c.reward for c in g] for g in groups], copies)
-        if not any(a["version"] == policy.version for a in archive.adapters()):
-            save_adapter(learner, rd, policy.version)  # a new version (a skipped step: none)
-            adapter = (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))
-            publish_adapter(policy, rd)  # 7. hand the new weights to the samplers (vLLM)
+    # 6-7. Learn (advantages per group, one LoRA step) and publish the new adapter.
+    learn, adapter = learn_and_publish(parts, parents, samples, groups)
     t3 = time.monotonic()
     for g in groups:
         for c in g:
             c.step = step
             c.gen_s = (t1 - t0) / max(1, len(g) * len(groups))
-    metrics = step_metrics(step, groups, samples, policy.version, learn,
-                           {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
-    usage = getattr(policy, "last_stats", {})
-    if "requests" in usage:  # an HTTP endpoint: its token usage (it returns no token ids)
-        metrics["usage"] = {k: v for k, v in usage.items() if k != "seconds"}
-        metrics["tokens"] = metrics["tokens"] or usage["completion_tokens"]
-    # 5. record every child and update PUCT statistics, all in one transaction
-    # (with the step's new adapter version, if any: a kill cannot separate the two)
-    ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), puct, metrics,
-                              adapter=adapter)
-    # Files mirror the archive; a kill here leaves some missing, and resume writes them again.
+    metrics = metrics_log.step_metrics(step, groups, samples, policy, learn,
+                                       {"generate": t1 - t0, "score": t2 - t1, "learn": t3 - t2})
+    # 5. Commit the step: children, PUCT statistics, metrics and adapter in one transaction.
+    ids = archive.commit_step(step, list(zip(parent_ids, groups, strict=True)), parts.puct,
+                              metrics, adapter=adapter)
+    # Mirror the files: a kill here leaves some missing, and resume writes them again.
     for g, gids in zip(groups, ids, strict=True):
         for c, cid in zip(g, gids, strict=True):
             if c.ok:
@@ -208,23 +179,17 @@ def run_step(step: int, parts: RunParts) -> StepReport:
                       seconds=metrics["seconds"], learner=learn, metrics=metrics)
 
 
-def step_metrics(step: int, groups: list[list[Candidate]], samples: list[list[Sample]],
-                 version: int, learn: dict, seconds: dict) -> dict:
-    children = [c for g in groups for c in g]
-    valid = [c for c in children if c.ok]
-    failures: dict[str, int] = {}
-    for c in children:
-        if c.failure:
-            failures[c.failure] = failures.get(c.failure, 0) + 1
-    return {
-        "step": step, "version": version, "total": len(children), "valid": len(valid),
-        "mean_reward": sum(c.reward for c in children) / max(1, len(children)),
-        "best_step_reward": max((c.reward for c in valid), default=None),
-        "tokens": sum(len(s.completion_ids) for g in samples for s in g),
-        "failures": failures, "seconds": seconds,
-        "samples_per_hour": 3600 * len(children) / max(1e-9, sum(seconds.values())),
-        "learner": {k: v for k, v in learn.items() if isinstance(v, (int, float, bool))},
-        "time": time.time(),
-    }
-
-
+def learn_and_publish(parts: RunParts, parents: list[Parent], samples: list[list[Sample]],
+                      groups: list[list[Candidate]]) -> tuple[dict, tuple[int, str] | None]:
+    """The learner's metrics, and (version, adapter folder) where the step made a new version."""
+    learner, policy, rd = parts.learner, parts.policy, parts.rd
+    if learner is None:
+        return {}, None
+    copies = [[is_copy(c.code, p.code, parts.env.language) for c in g]
+              for p, g in zip(parents, groups, strict=True)]
+    learn = learner.step(samples, [[c.reward for c in g] for g in groups], copies)
+    if any(a["version"] == policy.version for a in parts.archive.adapters()):
+        return learn, None  # a skipped step (no gradient): no new version
+    save_adapter(learner, rd, policy.version)
+    publish_adapter(policy, rd)  # vLLM's generators load it; the CPU sampler already has it
+    return learn, (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))

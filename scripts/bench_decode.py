@@ -9,9 +9,9 @@ tokens), on one model object. Variants:
               attention mask re-made at every step; MKL linears
   static      the same with transformers' StaticCache (preallocated; attention over its whole
               length, a full-width mask allocated once and sliced)
-  shared      discover.shared_prefix: the prompt's keys/values once per prompt, each row's own
+  shared      discover.model.shared_prefix: the prompt's keys/values once per prompt, each row's own
               keys in a preallocated buffer, no padding, no mask; MKL linears
-  onednn      shared, with the linears through oneDNN (discover.cpu_linear; the default)
+  onednn      shared, with the linears through oneDNN (discover.model.cpu_linear; the default)
   compiled    shared, with the model's forward under torch.compile (dynamic shapes; MKL
               linears as inductor lowers them: it cannot lower the oneDNN-routed linears of
               `onednn` with dynamic shapes, an InductorError)
@@ -33,9 +33,10 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from discover import shared_prefix
+from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
-from discover.policy_hf import HFPolicy
+from discover.prompt import render
 
 
 class Linears:
@@ -135,7 +136,7 @@ def main() -> None:
     prompts = []
     for art in env.initial_artifacts(args.prompts, 0):
         ev = env.verify(art)
-        prompts.append(policy.encode(env.render_prompt(Parent(
+        prompts.append(policy.encode(render(env, Parent(
             code=None, artifact=ev.artifact, score=ev.score, parent_score=None))))
     compiled = None
     results: dict[str, list[tuple[float, list[float]]]] = {v: [] for v in args.variants}
@@ -160,7 +161,7 @@ def main() -> None:
                             print(f"  compiled in {time.perf_counter() - t0:.0f} s", flush=True)
                         forward = compiled
                     out = shared(model, forward, prompts, args.rows, args.context, args.steps)
-            except Exception as e:  # noqa: BLE001 - a variant that cannot run is a finding
+            except Exception as e:  # a variant that cannot run is a finding
                 failed[v] = f"{type(e).__name__}: {str(e)[:300]}"
                 print(f"  {v}: failed: {failed[v]}", flush=True)
                 continue

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import torch
 
+from discover.backends.hf import HFPolicy
 from discover.environment import Parent, load_environment
-from discover.policy_hf import HFPolicy
+from discover.prompt import render
 
 TARGET = 0.9
 
@@ -77,8 +78,8 @@ def compare_vllm(args, prompt: str) -> None:
     """The vllm backend against the transformers backend, alternated (see the docstring)."""
     import ray
 
-    from discover.model_store import resolve_model
-    from discover.policy_vllm import VLLMPolicy
+    from discover.backends.vllm import VLLMPolicy
+    from discover.model.store import resolve_model
     from discover.scoring import start_ray
 
     policies = {"hf": HFPolicy(threads=args.threads or None, batch_size=max(args.batches))}
@@ -169,7 +170,7 @@ def main() -> None:
     env = load_environment(args.env)
     art = env.initial_artifacts(1, 0)[0]
     ev = env.verify(art)
-    prompt = env.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
+    prompt = render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
                                       parent_score=None))
     if args.backend == "vllm":
         compare_vllm(args, prompt)

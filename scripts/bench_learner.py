@@ -35,10 +35,11 @@ from pathlib import Path
 
 from learning_curve import tree_rss_bytes
 
+from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.environment import Parent, load_environment
-from discover.learner import Learner, LearnerConfig, lora_modules
-from discover.policy_hf import HFPolicy
+from discover.learners.peft import LearnerConfig, PeftLearner, lora_modules
+from discover.prompt import render
 
 MEMORY_TARGET_GB = 8.0
 
@@ -61,13 +62,13 @@ def reset_peak_rss() -> bool:
 def learner_step(cfg: Config) -> dict:
     policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                       batch_size=cfg.policy.batch_size)
-    learner = Learner(policy, LearnerConfig.of(cfg.learner, method="entropic",
+    learner = PeftLearner(policy, LearnerConfig.of(cfg.learner, method="entropic",
                                                temperature=cfg.policy.temperature))
     env = load_environment("erdos")
     prompts = []
     for art in env.initial_artifacts(cfg.run.groups, cfg.run.seed):
         ev = env.verify(art)
-        prompts.append(env.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
+        prompts.append(render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
                                                 parent_score=None)))
     t0 = time.perf_counter()
     groups = policy.sample(prompts, cfg.run.group_size, max_new_tokens=cfg.policy.max_new_tokens,

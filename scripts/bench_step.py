@@ -40,11 +40,11 @@ import time
 import torch
 
 from discover import prompt
+from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
-from discover.learner import Learner, LearnerConfig
-from discover.policy_hf import HFPolicy
+from discover.learners.peft import LearnerConfig, PeftLearner
 from discover.scoring import GroupScorer, ScorerPool, start_ray
 
 TARGET = 3.0
@@ -56,7 +56,7 @@ class Arm:
         self.name, self.groups, self.group_size, self.new = name, groups, group_size, new
         self.policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                                batch_size=batch_size, shared_prefill=new, onednn=new)
-        self.learner = Learner(self.policy, LearnerConfig.of(
+        self.learner = PeftLearner(self.policy, LearnerConfig.of(
             cfg.learner, method="entropic", micro_batch=cfg.learner.micro_batch if new else 4,
             batched=new, temperature=cfg.policy.temperature), seed=0)
         self.rows: list[dict] = []

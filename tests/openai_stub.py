@@ -32,7 +32,7 @@ class Provider:
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):  # http.server's naming
         srv, p = self.server, self.server.provider
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         srv.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),

@@ -14,6 +14,7 @@ import pytest
 
 from discover import prompt, sandbox
 from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.ahc058 import AHC058Environment
 from environments.ahc058 import problem as p58
 from environments.ahc_common import compile_cpp, run_binary
@@ -190,7 +191,7 @@ def test_options_are_checked():
 
 
 def test_prompt_shows_parent_scores_and_target(env):
-    text = env.render_prompt(Parent(code=idle(), artifact=idle(), score=9_000_000.0,
+    text = render(env, Parent(code=idle(), artifact=idle(), score=9_000_000.0,
                                     parent_score=6_000_000.0, stdout="final apples: 12"))
     assert "total over 3 cases: 6,000,000 -> 9,000,000" in text
     assert "```cpp" in text and 'puts("-1")' in text and "final apples: 12" in text
@@ -199,7 +200,7 @@ def test_prompt_shows_parent_scores_and_target(env):
         in text  # the target is read per case too
     assert "Write an improved program with a higher total over 3 cases" in text
     # an initial state's artefact is its program, shown as the parent program
-    start = env.render_prompt(Parent(code=None, artifact=idle(), score=0.0, parent_score=None))
+    start = render(env, Parent(code=None, artifact=idle(), score=0.0, parent_score=None))
     assert 'puts("-1")' in start and "none -> 0" in start
 
 
@@ -211,5 +212,5 @@ def test_the_starter_marks_its_block_and_is_each_initial_states_program(env):
     parent = Parent(code=None, artifact={"program": base, "seed": 0}, score=1.0,
                     parent_score=None)
     assert prompt.prefill(env, parent) == "```cpp\n// EVOLVE-BLOCK-START\n"
-    assert "Rewrite the part between `// EVOLVE-BLOCK-START`" in env.render_prompt(parent)
+    assert "Rewrite the part between `// EVOLVE-BLOCK-START`" in render(env, parent)
     assert base.index("#include") < base.index("EVOLVE-BLOCK-START") < base.index("int main")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.autocorrelation import (
     AC1Environment,
     AC2Environment,
@@ -199,15 +200,15 @@ def test_render_prompt(ac1, ac2):
     code = program("    return np.ones(20)\n")
     p = Parent(code=code, artifact=[1.0] * 20, score=1.9, parent_score=2.0,
                stdout="iteration 9: best 1.9\n")
-    text = ac1.render_prompt(p)
+    text = render(ac1, p)
     for part in ("return np.ones(20)", "bound: 2 -> 1.9", "1.5028629", "best 1.9", "n=20",
                  "```python", "solve(parent, iters, seed)", "np.convolve(a, a)", "lower"):
         assert part in text
-    text = ac2.render_prompt(Parent(code=None, artifact=[1.0] * 600, score=0.6,
+    text = render(ac2, Parent(code=None, artifact=[1.0] * 600, score=0.6,
                                     parent_score=None))
     assert "a starting sequence of n=600 values, C = 0.6" in text and "0.9610211" in text
     assert "n=600" in text and "higher" in text
-    empty = ac1.render_prompt(Parent(code=None, artifact=None, score=None, parent_score=None))
+    empty = render(ac1, Parent(code=None, artifact=None, score=None, parent_score=None))
     assert "no parent yet" in empty and "(None)" in empty
 
 
@@ -221,7 +222,7 @@ def test_the_starter_improves_an_initial_construction(name, ac1, ac2):
     # what the model is asked to rewrite comes first, and the prompt shows it whole
     starter = env.starter_program()
     assert starter.startswith("# EVOLVE-BLOCK-START\ndef propose(a, rng, t):")
-    text = env.render_prompt(Parent(code=starter, artifact=ev.artifact, score=ev.score,
+    text = render(env, Parent(code=starter, artifact=ev.artifact, score=ev.score,
                                     parent_score=before.score))
     assert starter.strip() in text and "Rewrite the part between" in text
 

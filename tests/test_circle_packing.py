@@ -11,6 +11,7 @@ import pytest
 from busy import busy_cores
 
 from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.circle_packing import (
     CirclePacking26,
     CirclePacking32,
@@ -185,7 +186,7 @@ def test_initial_artifacts(tmp_path):
 def test_render_prompt(env26):
     p = Parent(code=program("    return parent\n"), artifact=grid().tolist(), score=2.08,
                parent_score=1.5, stdout="done\n")
-    text = env26.render_prompt(p)
+    text = render(env26, p)
     for part in ("return parent", "sum of radii: 1.5 -> 2.08", "2.6359774", "shape (26, 3)",
                  "NO tolerance", "1e-12", "Place 26 circles", "done", "```python"):
         assert part in text

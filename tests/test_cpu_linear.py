@@ -1,4 +1,4 @@
-"""oneDNN linears (discover.cpu_linear): MKL's results and gradients, on the real model."""
+"""oneDNN linears (discover.model.cpu_linear): MKL's results and gradients, on the real model."""
 
 import pytest
 import torch
@@ -42,7 +42,7 @@ def test_a_trainable_weight_keeps_f_linear_and_its_gradient():
 
 @pytest.mark.slow
 def test_the_embedded_model_gives_the_same_logits():
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
 
     fast = HFPolicy(threads=2, shared_prefill=False)
     slow = HFPolicy(threads=2, shared_prefill=False, onednn=False)

@@ -9,6 +9,7 @@ import pytest
 
 from discover import prompt
 from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.denoising import (
     Anchors,
     DenoisingEnvironment,
@@ -227,7 +228,7 @@ def test_bad_programs(env, body, kind, message):
 def test_initial_state_and_prompt(env, magic_eval, tmp_path):
     (art,) = env.initial_artifacts(4, seed=3)
     assert art == {"program": baseline_program("magic_mcv"), "seed": 3}
-    prompt = env.render_prompt(Parent(code=None, artifact=art, score=magic_eval.score,
+    prompt = render(env, Parent(code=None, artifact=art, score=magic_eval.score,
                                       parent_score=None))
     n_cells, n_genes = env.problem.split.train.shape
     assert f"{n_cells} x {n_genes}" in prompt and "def denoise(X_train, budget_s, seed)" in prompt

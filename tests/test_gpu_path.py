@@ -12,9 +12,7 @@ import pytest
 import torch
 
 from discover import config as config_mod
-from discover.config import Config, ConfigError
-from discover.learner import Learner, LearnerConfig
-from discover.policy_vllm import (
+from discover.backends.vllm import (
     INSTALL_HINT,
     VLLM_LORA_RANKS,
     check_adapter,
@@ -24,6 +22,8 @@ from discover.policy_vllm import (
     max_lora_rank,
     prompt_seed,
 )
+from discover.config import Config, ConfigError
+from discover.learners.peft import LearnerConfig, PeftLearner
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -92,7 +92,7 @@ def test_too_few_gpus_is_a_clear_error():
 
 
 def test_engine_dtype_follows_the_device_and_the_cpus_bf16_support():
-    from discover.policy_vllm import cpu_has_amx_bf16, engine_dtype
+    from discover.backends.vllm import cpu_has_amx_bf16, engine_dtype
 
     amd = "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"  # AVX-512 BF16, no AMX
     intel = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
@@ -105,12 +105,12 @@ def test_engine_dtype_follows_the_device_and_the_cpus_bf16_support():
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
 def test_vllm_backend_without_vllm_says_how_to_install():
-    from discover.policy_vllm import VLLMPolicy
-    from discover.wiring import make_policy
+    from discover.backends.base import make_policy
+    from discover.backends.vllm import VLLMPolicy
 
     with pytest.raises(ImportError, match=r"pip install 'discover\[gpu\]'"):
         VLLMPolicy("unused")
-    # wiring.make_policy no longer falls back to transformers for "vllm".
+    # backends.base.make_policy no longer falls back to transformers for "vllm".
     with pytest.raises(ImportError) as e:
         make_policy(cfg_with(policy={"backend": "vllm"}))
     assert str(e.value) == INSTALL_HINT
@@ -170,9 +170,9 @@ def copy_adapter(src, dst) -> None:
 def test_chat_ids_match_the_transformers_backend():
     from transformers import AutoTokenizer
 
-    from discover.model_store import resolve_model
-    from discover.policy_hf import HFPolicy
-    from discover.policy_vllm import chat_ids
+    from discover.backends.hf import HFPolicy
+    from discover.backends.vllm import chat_ids
+    from discover.model.store import resolve_model
 
     policy = HFPolicy(model="smollm2", threads=2)
     tok = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
@@ -184,13 +184,13 @@ def test_chat_ids_match_the_transformers_backend():
 def test_trl_learner_takes_the_default_settings():
     """The size rule's rate and LoRA on every decoder linear serve the TRL learner too, and
     its first (on-policy) step agrees with the PEFT learner's."""
-    from discover.learner import lora_modules
-    from discover.learner_trl import TRLLearner
-    from discover.model_store import resolve_model
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
+    from discover.learners.peft import lora_modules
+    from discover.learners.trl import TRLLearner
+    from discover.model.store import resolve_model
 
     policy = HFPolicy(model="smollm2", threads=2)
-    peft = Learner(policy, LearnerConfig(micro_batch=2))
+    peft = PeftLearner(policy, LearnerConfig(micro_batch=2))
     trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(micro_batch=2))
     assert trl.lr == peft.lr == pytest.approx(1.4061e-4, rel=1e-3)
     assert lora_modules(trl.model) == lora_modules(peft.model) == {
@@ -204,9 +204,9 @@ def test_trl_learner_takes_the_default_settings():
 
 @pytest.mark.slow
 def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
-    from discover.learner_trl import TRLLearner
-    from discover.model_store import resolve_model
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
+    from discover.learners.trl import TRLLearner
+    from discover.model.store import resolve_model
 
     # The tolerances below were measured at these settings (the earlier defaults): the
     # off-policy half compares the two after a step, and the default step (1.41e-4 on every
@@ -215,7 +215,7 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
     cfg = dict(micro_batch=2, kl_coef=0.1, lr=4e-5, lora_rank=16,
                lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"), betas=(0.9, 0.999))
     policy = HFPolicy(model="smollm2", threads=2)
-    peft = Learner(policy, LearnerConfig(**cfg))
+    peft = PeftLearner(policy, LearnerConfig(**cfg))
     trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(**cfg))
     copy_adapter(trl.model, peft.model)  # same LoRA initialisation
     groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0)
@@ -274,9 +274,9 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
 def test_remote_learner_runs_in_a_ray_actor_and_moves_the_version(tmp_path):
     import ray
 
-    from discover.learner_trl import RemoteLearner
-    from discover.model_store import resolve_model
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
+    from discover.learners.trl import RemoteLearner
+    from discover.model.store import resolve_model
     from discover.scoring import start_ray
 
     start_ray(num_cpus=2)

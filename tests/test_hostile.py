@@ -1,4 +1,4 @@
-"""The hostile-program suite through the real scorer pool on a local Ray (discover/hostile.py).
+"""The hostile-program suite (tests/hostile_programs.py) through the real scorer pool on Ray.
 
 Every attack must end as the right failure kind within its limit plus a margin, leave no
 process behind, write nothing outside its directory, never see the driver's secret, and leave
@@ -11,10 +11,10 @@ import os
 import secrets
 from pathlib import Path
 
+import hostile_programs as hostile
 import pytest
 import ray
 
-from discover import hostile
 from discover.sandbox import isolation
 from discover.scoring import start_ray
 from environments.erdos.env import WALL_MARGIN_S

@@ -26,7 +26,7 @@ from discover import config as config_mod
 from discover.archive import Archive, Candidate
 from discover.config import Config
 from discover.puct import Puct
-from discover.report import PLOTS, write_report
+from discover.views.report import PLOTS, write_report
 from environments.toy import ToyEnvironment
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]
@@ -244,8 +244,7 @@ def test_report_has_every_plot(run, tmp_path, capsys):
 
 
 def test_progress_line_shows_every_figure():
-    from discover.progress import Progress
-    from discover.search import StepReport
+    from discover.progress import Progress, StepReport
 
     buf = io.StringIO()
     Progress("toy", "max", stream=buf)(StepReport(

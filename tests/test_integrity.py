@@ -12,7 +12,7 @@ from discover import config as config_mod
 from discover.archive import Archive, Candidate
 from discover.config import Config
 from discover.integrity import check_run_dir
-from discover.learner import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE
+from discover.learners.peft import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE
 from discover.puct import Puct
 from discover.rundir import RunDir, repair_run_dir
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from discover.advantages import compute_advantages
-from discover.learner import Learner, LearnerConfig
-from discover.policy import Sample
-from discover.policy_hf import HFPolicy, sequence_logprobs
+from discover.backends.base import Sample
+from discover.backends.hf import HFPolicy
+from discover.learners.peft import LearnerConfig, PeftLearner
+from discover.model.logprobs import sequence_logprobs
 
 pytestmark = pytest.mark.slow
 
@@ -15,10 +16,10 @@ REWARDS = [[1.0, 0.0, -1.0], [0.2, -2.0, 0.5]]
 PROBE = [1, 9690, 198, 37, 2, 1, 4093, 198, 30, 1, 22, 17, 30]  # fixed token ids for logits
 
 
-def make(tmp_seed: int = 0, **cfg) -> tuple[HFPolicy, Learner]:
+def make(tmp_seed: int = 0, **cfg) -> tuple[HFPolicy, PeftLearner]:
     torch.manual_seed(tmp_seed)  # LoRA A matrices are initialised randomly
     policy = HFPolicy(model="smollm2", threads=2)
-    return policy, Learner(policy, LearnerConfig(**cfg))
+    return policy, PeftLearner(policy, LearnerConfig(**cfg))
 
 
 def sample(policy, seed: int = 0) -> list[list[Sample]]:
@@ -205,7 +206,7 @@ def test_all_zero_advantages_skip_the_step():
     with pytest.raises(ValueError, match="one reward per sample"):
         learner.step(groups, [[1.0, 0.0]])
     with pytest.raises(ValueError, match="method"):
-        Learner(policy, LearnerConfig(method="median"))
+        PeftLearner(policy, LearnerConfig(method="median"))
 
 
 def test_ratios_are_one_on_policy_at_the_sampling_temperature():

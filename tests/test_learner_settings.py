@@ -10,11 +10,12 @@ import torch
 
 from discover import config as config_mod
 from discover import prompt
+from discover.backends.base import Sample
+from discover.backends.hf import HFPolicy
 from discover.config import Config, ConfigError
 from discover.environment import Parent, load_environment
-from discover.learner import Learner, LearnerConfig, size_rule_lr
-from discover.policy import Sample
-from discover.policy_hf import HFPolicy, sequence_logprobs
+from discover.learners.peft import LearnerConfig, PeftLearner, size_rule_lr
+from discover.model.logprobs import sequence_logprobs
 
 OLD = dict(lr=4e-5, lora_rank=16, lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
            betas=(0.9, 0.999))
@@ -67,11 +68,11 @@ def test_resume_with_other_lora_targets_is_refused():
 def test_lora_targets_reach_the_saved_adapter_and_a_load_checks_them(tmp_path):
     torch.manual_seed(0)
     policy = HFPolicy(model="smollm2", threads=2)
-    learner = Learner(policy, LearnerConfig())
+    learner = PeftLearner(policy, LearnerConfig())
     learner.save(tmp_path / "a")
     saved = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert set(saved["target_modules"]) == ATTENTION | MLP and saved["r"] == 32
-    attention_only = Learner(HFPolicy(model="smollm2", threads=2),
+    attention_only = PeftLearner(HFPolicy(model="smollm2", threads=2),
                              LearnerConfig(lora_targets=tuple(sorted(ATTENTION))))
     with pytest.raises(ValueError, match="lora_targets"):
         attention_only.load(tmp_path / "a")
@@ -119,7 +120,7 @@ def probe(**settings) -> tuple[float, list[dict]]:
     """How much 5 steps raise log p(edit) - log p(copy), with the steps' metrics."""
     torch.manual_seed(0)
     policy = HFPolicy(model="smollm2", threads=2)
-    learner = Learner(policy, LearnerConfig(temperature=0.4, **settings))
+    learner = PeftLearner(policy, LearnerConfig(temperature=0.4, **settings))
     samples, rewards, copies = erdos_group(policy)
     before = edit_over_copy(policy, samples)
     metrics = [learner.step([samples], [rewards], [copies]) for _ in range(5)]
@@ -144,7 +145,7 @@ def test_copies_zero_gives_the_copies_no_advantage():
     torch.manual_seed(0)
     policy = HFPolicy(model="smollm2", threads=2)
     samples, rewards, copies = erdos_group(policy)
-    from discover.learner import step_items
+    from discover.learners.peft import step_items
 
     items, work, m = step_items([samples], [rewards], LearnerConfig(copies="zero"), [copies])
     assert [a for (_, a) in items][2:4] == [0.0] * 2 and len(work) == 4

@@ -16,8 +16,8 @@ import time
 import openai_stub
 import pytest
 
-from discover.policy_openai import EndpointError, OpenAIPolicy
-from discover.policy_vllm import prompt_seed
+from discover.backends.base import prompt_seed
+from discover.backends.openai import EndpointError, OpenAIPolicy
 
 
 @pytest.fixture

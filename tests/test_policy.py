@@ -12,7 +12,7 @@ N, NEW = 3, 16
 # ---------------------------------------------------------------- transformers backend
 
 def test_draw_follows_the_distribution():
-    from discover.policy_hf import draw
+    from discover.backends.hf import draw
 
     logp = torch.log_softmax(torch.tensor([0.0, 1.0, 2.0, -1.0, -float("inf")]), dim=0)
     rows = logp.expand(8, 5)
@@ -28,7 +28,7 @@ def test_draw_follows_the_distribution():
 
 @pytest.fixture(scope="module")
 def hf():
-    from discover.policy_hf import HFPolicy
+    from discover.backends.hf import HFPolicy
 
     return HFPolicy(model="smollm2", threads=2, batch_size=8)
 
@@ -64,7 +64,7 @@ def test_shapes_template_and_stats(hf, groups):
 
 @pytest.mark.slow
 def test_sampling_logprobs_equal_teacher_forced(hf, groups):
-    from discover.policy_hf import sequence_logprobs
+    from discover.model.logprobs import sequence_logprobs
 
     for s in (s for g in groups for s in g):
         with torch.no_grad():
@@ -126,7 +126,7 @@ def test_a_row_stops_at_the_closing_fence(hf):
     """With the code block opened by the prefill, a row ends at the token that closes it (kept),
     in the shared and the per-row sampler alike, and nothing else changes: the rows that never
     close it are the completions sampled without a stop text."""
-    from discover.policy import stopped
+    from discover.backends.base import stopped
 
     ask = ["Write a Python function that returns the sum of a list of numbers."] * 2
     kw = dict(max_new_tokens=64, temperature=0.7, seed=3, prefill="```python\n")
@@ -174,7 +174,8 @@ def test_samples_through_a_model_swapped_in_later():
     """The learner replaces policy.model by a PEFT wrapper; sampling must use the new one."""
     from peft import LoraConfig, get_peft_model
 
-    from discover.policy_hf import HFPolicy, sequence_logprobs
+    from discover.backends.hf import HFPolicy
+    from discover.model.logprobs import sequence_logprobs
 
     policy = HFPolicy(threads=2)
     before = policy.sample(PROMPTS[:1], 2, max_new_tokens=8, temperature=1.0, seed=3)[0]

@@ -51,7 +51,7 @@ def start_node(args: list[str], temp: Path, env: dict, log: Path) -> subprocess.
     return subprocess.Popen(
         [RAY, "start", *args, "--temp-dir", str(temp), "--num-cpus", "1", "--num-gpus", "0",
          "--disable-usage-stats", "--block", *node_ports()],
-        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
         start_new_session=True)
 
 

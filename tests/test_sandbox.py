@@ -27,7 +27,7 @@ needs_uid = pytest.mark.skipif(not ISO["uid_drop"],
 
 def our_sandbox_pids() -> list[int]:
     """Live processes running under a uid of one of this process's runs."""
-    lo = sandbox._UID_BASE + (os.getpid() % (1 << 22)) * 64
+    lo = sandbox.UID_BASE + (os.getpid() % (1 << 22)) * 64
     found = []
     for entry in os.listdir("/proc"):
         try:
@@ -301,7 +301,7 @@ def test_isolation_reports_the_mode():
     if os.geteuid() == 0 and ISO["uid_drop"]:
         res = run_program(["sh", "-c", "id -u; echo $$"], {}, Limits(wall_s=5))
         uid, pid = res.stdout.split()
-        assert int(uid) >= sandbox._UID_BASE
+        assert int(uid) >= sandbox.UID_BASE
         assert pid in ("1", "2") or not ISO["pidns"]  # bwrap's own init is 1, the program 2
 
 

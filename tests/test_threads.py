@@ -44,7 +44,7 @@ def test_usable_cores_follow_affinity_and_quota(tmp_path):
 
 def test_affinity_sizes_torch_threads_in_a_new_process():
     code = ("import os; os.sched_setaffinity(0, {0}); import discover, torch; "
-            "from discover.policy_hf import HFPolicy; "
+            "from discover.backends.hf import HFPolicy; "
             "print(os.environ['OMP_WAIT_POLICY'], discover.CHOICE.cores)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=clean_env(), timeout=120)

@@ -7,6 +7,7 @@ import pytest
 
 from discover.environment import InvalidArtifact, Parent
 from discover.extract import extract_code
+from discover.prompt import render
 from environments.toy import ToyEnvironment
 from environments.toy.env import starter_program
 
@@ -41,7 +42,7 @@ def test_invalid_artifacts_are_refused_with_a_reason(artifact, words):
 def test_the_initial_prompt_shows_a_program_that_scores_what_it_says():
     (start,) = ENV.initial_artifacts(1, seed=0)
     ev = ENV.verify(start)
-    prompt = ENV.render_prompt(Parent(code=None, artifact=ev.artifact, score=ev.score,
+    prompt = render(ENV, Parent(code=None, artifact=ev.artifact, score=ev.score,
                                       parent_score=None))
     assert f"-> {ev.score:g})" in prompt and "Write an improved solve()" in prompt
     code = extract_code(prompt, "python")
@@ -52,7 +53,7 @@ def test_the_initial_prompt_shows_a_program_that_scores_what_it_says():
 
 def test_a_parent_with_a_program_shows_that_program():
     code = "def solve():\n    return [5] * 10\n"
-    prompt = ENV.render_prompt(Parent(code=code, artifact=[5.0] * 10, score=50.0,
+    prompt = render(ENV, Parent(code=code, artifact=[5.0] * 10, score=50.0,
                                       parent_score=6.0))
     assert extract_code(prompt, "python") == code and "6 -> 50" in prompt
 

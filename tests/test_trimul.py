@@ -13,6 +13,7 @@ import torch
 
 from discover.cli import main as cli_main
 from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.prompt import render
 from environments.trimul import (
     BENCHMARKS,
     TESTS,
@@ -217,7 +218,7 @@ def test_statistics_and_score_are_recomputed_by_the_driver(env):
 def test_initial_state_and_prompt(env, tmp_path):
     [art] = env.initial_artifacts(4, seed=7)
     assert art == {"program": program_source("reference_kernel"), "seed": 7}
-    text = env.render_prompt(Parent(code=None, artifact=art, score=1.0, parent_score=None,
+    text = render(env, Parent(code=None, artifact=art, score=1.0, parent_score=None,
                                     stdout="all 25 configurations pass"))
     assert "custom_kernel(data)" in text and "def custom_kernel" in text
     assert "checks correctness only" in text and "none -> pass" in text

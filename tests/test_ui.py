@@ -29,7 +29,7 @@ from discover import config as config_mod
 from discover.archive import Archive, Candidate
 from discover.config import Config
 from discover.puct import Puct
-from discover.ui import samples_per_hour
+from discover.views.ui import samples_per_hour
 from environments.toy import ToyEnvironment
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]

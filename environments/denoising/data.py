@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from discover.model_store import cache_root
+from discover.model.store import cache_root
 
 CELLTYPIST_CSV = Path("data") / "samples" / "sample_cell_by_gene.csv"
 CACHE_NAME = "celltypist_sample_counts_v1.npz"

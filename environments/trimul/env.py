@@ -364,7 +364,7 @@ class TriMulEnvironment(Environment):
         try:
             saved = np.load(io.BytesIO(npz or b""), allow_pickle=False)
             arrays = {i: saved[f"t{i}"] for i in job["save"]}
-        except Exception as e:  # noqa: BLE001 - a missing or malformed file is the program's doing
+        except Exception as e:  # a missing or malformed file is the program's doing
             raise InvalidArtifact(f"driver re-check: the saved outputs are missing or unreadable "
                                   f"({type(e).__name__}: {e})") from e
         threads = torch.get_num_threads()

@@ -33,11 +33,11 @@ from pathlib import Path
 import ray
 
 from discover.archive import Archive, Candidate
+from discover.backends.base import Sample
 from discover.environment import Parent, load_environment
-from discover.policy import Sample
 from discover.puct import Puct
 from discover.rundir import RunDir
-from discover.sandbox import _UID_BASE, _WORLD_WRITABLE, isolation
+from discover.sandbox import UID_BASE, WORLD_WRITABLE, isolation  # public names only
 from discover.scoring import ScorerPool, score_groups
 
 SECRET_NAME = "DISCOVER_HOSTILE_SECRET"
@@ -367,7 +367,7 @@ def _left_files(marker: str, name: str, canary: Path) -> list[str]:
                                                           "-link", "-root", "-etc", "-parent"],
             "leaves_daemon": ["-daemon"]}.get(name, [])
     found = []
-    for top in [*_WORLD_WRITABLE, "/root", "/etc", str(canary), tempfile.gettempdir()]:
+    for top in [*WORLD_WRITABLE, "/root", "/etc", str(canary), tempfile.gettempdir()]:
         try:
             names = os.listdir(top)
         except OSError:
@@ -379,7 +379,7 @@ def _left_files(marker: str, name: str, canary: Path) -> list[str]:
 
 def _leftover_processes(marker: str, scorer_pids: list[int]) -> list[str]:
     """Live processes of the sandbox uids of our scorers, or naming the marker."""
-    ranges = [(_UID_BASE + (pid % (1 << 22)) * 64, _UID_BASE + (pid % (1 << 22)) * 64 + 64)
+    ranges = [(UID_BASE + (pid % (1 << 22)) * 64, UID_BASE + (pid % (1 << 22)) * 64 + 64)
               for pid in scorer_pids]
     found = []
     for entry in os.listdir("/proc"):

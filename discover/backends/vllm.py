@@ -13,7 +13,7 @@ request carries a NEW `LoRARequest(f"v{version}", version, path)`. A fresh name 
 per version matter: vLLM caches adapters (and prefix KV blocks) by id and name, so reusing one
 would keep serving the previous weights. Version 0 is the base model (no LoRARequest).
 
-Sampling mirrors policy_hf: the chat template is applied here (same token ids as HFPolicy),
+Sampling mirrors backends/hf.py: the chat template is applied here (same token ids as HFPolicy),
 model-default generation settings are ignored (`generation_config="vllm"`), log-probs are taken
 after temperature scaling (`logprobs_mode="processed_logprobs"`), and `logprobs=0` asks for the
 log-prob of the sampled token only. Prompt i gets seed `prompt_seed(seed, i)`; vLLM gives its
@@ -25,7 +25,6 @@ vLLM is imported lazily (inside the actors): this module imports without it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -34,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from discover.policy import Sample, chat_ids, prefills
+from discover.backends.base import Policy, Sample, chat_ids, prefills, prompt_seed
 
 INSTALL_HINT = ("the vllm backend needs vLLM, which is not installed in this environment: "
                 "run `bash scripts/setup_vllm.sh` and use its venv (`. .venv-vllm/bin/activate`); "
@@ -109,12 +108,6 @@ def check_adapter(path: str | Path, rank_limit: int) -> dict:
         raise ValueError(f"adapter in {path} has rank {rank} but the generators were started "
                          f"with max_lora_rank {rank_limit}; raise learner.lora_rank's limit")
     return cfg
-
-
-def prompt_seed(seed: int, index: int) -> int:
-    """A 31-bit seed per (call seed, prompt index); vLLM adds the sample index to it."""
-    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 33
 
 
 def sampled_logprobs(token_ids: list[int], logprobs) -> list[float]:
@@ -223,7 +216,7 @@ class VLLMGenerator:
         return groups
 
 
-class VLLMPolicy:
+class VLLMPolicy(Policy):
     """The Policy interface over `generators` VLLMGenerator actors with `gpus` GPUs each
     (`gpus=0`: vLLM's CPU build, with no Ray resources; see the module's docstring)."""
 

@@ -27,10 +27,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from discover import shared_prefix
 from discover.advantages import METHODS, compute_advantages
-from discover.policy import Sample
-from discover.policy_hf import (
+from discover.backends.base import Sample
+from discover.learners.base import Learner
+from discover.model import shared_prefix
+from discover.model.logprobs import (
     group_log_softmax,
     group_logprobs,
     sequence_log_softmax,
@@ -124,7 +125,9 @@ class LearnerConfig:
                           bias="none", task_type="CAUSAL_LM")
 
 
-class Learner:
+class PeftLearner(Learner):
+    """LoRA on the sampler's own in-process model (the CPU path)."""
+
     def __init__(self, policy, cfg: LearnerConfig, seed: int | None = None):
         """`seed` fixes the adapter's random initialisation (LoRA's A matrices), so that two
         runs of one seed learn alike; None draws it from torch's global generator."""

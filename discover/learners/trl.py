@@ -1,4 +1,4 @@
-"""The learner on TRL, for GPUs: the same advantages and loss as discover/learner.py.
+"""The learner on TRL, for GPUs: the same advantages and loss as discover/learners/peft.py.
 
 TRL's `GRPOTrainer` carries the model (loading, PEFT LoRA wrapping, the fused LM head that
 scores completion tokens without materialising the logits, autocast, device placement) and its
@@ -15,7 +15,7 @@ Our driver generates (vLLM actors) and scores (environment) itself, so the train
 docs/gpu.md says why this and not AsyncGRPOTrainer.
 
 `TRLLearner` runs anywhere (the tests run it on CPU, where its loss and gradient equal
-discover/learner.py's); `RemoteLearner` puts it in a Ray actor placed by GPU resources, next to
+learners/peft.py's); `RemoteLearner` puts it in a Ray actor placed by GPU resources, next to
 the vLLM generators, and keeps the driver's policy version in step.
 """
 
@@ -29,14 +29,15 @@ from pathlib import Path
 
 import torch
 
-from discover.learner import (
+from discover.backends.base import Sample
+from discover.learners.base import Learner
+from discover.learners.peft import (
     LearnerConfig,
     enable_checkpointing,
     load_state,
     save_state,
     step_items,
 )
-from discover.policy import Sample
 
 
 def _trainer_class():
@@ -78,7 +79,7 @@ class TRLLearner:
     """`step(groups, rewards) -> metrics`, `save(path)`, `load(path)` like learner.Learner.
 
     Holds its own model copy (`model`: a model folder), so it needs no in-process sampler; the
-    driver hands each saved adapter to the samplers (policy_vllm.VLLMPolicy.load_adapter).
+    driver hands each saved adapter to the samplers (backends.vllm.VLLMPolicy.load_adapter).
     """
 
     def __init__(self, model: str, cfg: LearnerConfig, temperature: float = 1.0, seed: int = 0):
@@ -222,11 +223,11 @@ class TRLLearner:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class RemoteLearner:
-    """The TRL learner in a Ray actor with `gpus` GPUs (0: on CPU); same interface as Learner.
+class RemoteLearner(Learner):
+    """The TRL learner in a Ray actor with `gpus` GPUs (0: on CPU); learners.base.Learner.
 
-    Like learner.Learner it moves `policy.version` on each optimiser step; the driver then saves
-    the adapter under that version and hands it to the generators (wiring.publish_adapter).
+    Like peft.PeftLearner it moves `policy.version` on each optimiser step; the driver then saves
+    the adapter under that version and hands it to the generators (backends.base.publish_adapter).
     The adapter folder must be readable by the generators: on one node it always is; across
     nodes put the run directory on a shared filesystem.
     """

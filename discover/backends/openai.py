@@ -35,8 +35,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import openai
 
-from discover.policy import BackendError, Sample, prefills
-from discover.policy_vllm import prompt_seed
+from discover.backends.base import BackendError, Policy, Sample, prefills, prompt_seed
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_WAIT_S = 60.0  # the longest Retry-After honoured; longer ones fail the request
@@ -48,7 +47,7 @@ class EndpointError(BackendError):
     """The endpoint could not be reached or answered with an error."""
 
 
-class OpenAIPolicy:
+class OpenAIPolicy(Policy):
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  timeout_s: float = 120, max_retries: int = 3,
                  system_prompt: str | None = None, concurrency: int = 8,

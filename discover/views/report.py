@@ -23,8 +23,8 @@ from matplotlib.ticker import MaxNLocator
 
 from discover.archive import Candidate
 from discover.environment import load_environment
-from discover.inspection import Run, better_text, fmt, open_run, run_stats
 from discover.rundir import RunDir
+from discover.views.inspection import Run, better_text, fmt, open_run, run_stats
 
 FAIL_COLOUR = "tab:red"
 

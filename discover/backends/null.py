@@ -14,12 +14,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from discover.policy import Sample
+from discover.backends.base import Policy, Sample
 
 _PARENT = re.compile(r"^Parent program \(.*?\):\n```(\S*)\n(.*?)\n```$", re.DOTALL | re.MULTILINE)
 
 
-class NullPolicy:
+class NullPolicy(Policy):
     version = 0
 
     def __init__(self) -> None:

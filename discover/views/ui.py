@@ -25,7 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import bottle
 
 from discover.archive import ArchiveError, CandidateNotFound
-from discover.inspection import (
+from discover.rundir import RunDir
+from discover.views.inspection import (
     PROGRAM_SUFFIX,
     Run,
     better_text,
@@ -35,8 +36,7 @@ from discover.inspection import (
     tree_data,
     verify_command,
 )
-from discover.report import best_by_step, best_by_time, draw_artifact
-from discover.rundir import RunDir
+from discover.views.report import best_by_step, best_by_time, draw_artifact
 
 STATIC = Path(__file__).with_name("ui_static")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -54,7 +54,7 @@ def writing(path: Path) -> bool | None:
     Read from /proc/locks rather than by trying the lock: a reader holding it even for an
     instant could make a run that starts then fail with 'in use by another discover run'."""
     try:
-        inode = (path / ".lock").stat().st_ino
+        inode = RunDir(path).lock_file.stat().st_ino
     except FileNotFoundError:
         return False
     try:

@@ -1,0 +1,147 @@
+"""The sampling interface every backend implements (text, token ids and sampling log-probs), the
+helpers the backends share, and the factory that makes one from the [policy] section."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from discover.config import Config
+    from discover.rundir import RunDir
+
+
+class BackendError(RuntimeError):
+    """A sampling backend failed (an endpoint unreachable or refusing); the message says why."""
+
+
+@dataclass
+class Sample:
+    """One completion of one prompt."""
+
+    text: str
+    prompt_ids: list[int] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # per completion token, as sampled
+    version: int = 0  # policy (adapter) version that produced it
+    prefill: str = ""  # the opening of the assistant's turn given to the model (prompt tokens)
+
+    @property
+    def response(self) -> str:
+        """The whole answer as the model's turn reads: the prefill, then the completion."""
+        return self.prefill + self.text
+
+
+class Policy(Protocol):
+    """Everything the search loop calls on a backend. A backend subclasses this and keeps the
+    defaults of what it has no use for (e.g. a backend that shares its model with the learner
+    loads no adapter)."""
+
+    version: int  # the adapter version it samples with; 0 is the base model
+    # what the last `sample` call cost: "tokens" and "seconds"; an HTTP endpoint (which returns
+    # no token ids) adds "requests" and its usage counts ("completion_tokens", ...)
+    last_stats: dict
+
+    def sample(self, prompts: list[str], n: int, *, max_new_tokens: int, temperature: float,
+               seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
+               on_sample: Callable[[int, int, Sample], None] | None = None
+               ) -> list[list[Sample]]:
+        """n completions for each prompt (the prompt is a user message; chat template applied).
+
+        `prefill` (one for every prompt, or a list with one per prompt) opens the assistant's
+        turn, e.g. with the start of a code block: its tokens are prompt tokens (no log-prob, no
+        loss), `Sample.text` is the completion after it and `Sample.prefill` what was actually
+        prefilled ("" where a backend cannot prefill).
+        `stop` (texts) ends a completion where its text first holds one of them at the start of
+        a line (e.g. the fence that closes the code block a prefill opened); where the backend
+        keeps it, it stays in the text and its tokens in the completion.
+        `on_sample(prompt index, sample index, sample)` is called once per completion as soon
+        as the backend has it (e.g. to start scoring it); a backend may call it only at the end."""
+        ...
+
+    def load_adapter(self, path: str | Path, version: int) -> None:
+        """Sample with the adapter saved at `path` as `version` from the next call on."""
+
+    def shutdown(self) -> None:
+        """Release what the backend holds (actors, GPU memory, connections)."""
+
+
+def stopped(text: str, stop: Sequence[str]) -> bool:
+    """Whether a completion holds one of the `stop` texts at the start of a line (the completion
+    starts one: a prefill ends with a newline)."""
+    return any(f"\n{s}" in f"\n{text}" for s in stop if s)
+
+
+def chat_ids(tokenizer, prompt: str, system_prompt: str | None = None,
+             prefill: str = "") -> list[int]:
+    """Token ids of a user message under the chat template, ready for the assistant's turn
+    (opened with `prefill`); every backend that takes token prompts encodes with this."""
+    messages = [{"role": "user", "content": prompt}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text + prefill, add_special_tokens=False)["input_ids"]
+
+
+def prefills(prefill: str | list[str], count: int) -> list[str]:
+    """One prefill per prompt, from either form `Policy.sample` accepts."""
+    if isinstance(prefill, str):
+        return [prefill] * count
+    if len(prefill) != count or not all(isinstance(f, str) for f in prefill):
+        raise ValueError(f"prefill must be a string or one string per prompt ({count}); "
+                         f"got {prefill!r}")
+    return list(prefill)
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """A 31-bit seed per (call seed, prompt index); vLLM adds the sample index to it."""
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 33
+
+
+def make_policy(cfg: Config) -> Policy:
+    """The backend the [policy] section names (FunSearch's funsearch.py wiring is the model)."""
+    p = cfg.policy
+    if p.backend == "openai":
+        from discover.backends.openai import OpenAIPolicy
+
+        return OpenAIPolicy(base_url=p.base_url, model=p.model, api_key_env=p.api_key_env,
+                            timeout_s=p.request_timeout_s)
+    if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
+        import ray
+
+        from discover.backends.vllm import VLLMPolicy, check_gpus, require_vllm
+        from discover.model.store import resolve_model
+
+        require_vllm()
+        learning = cfg.learner.method != "none"
+        learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        gpus = p.generator_gpus if cluster_gpus > 0 else 0.0  # no GPUs: vLLM's CPU build
+        check_gpus(p.generators * gpus + learner_gpus, cluster_gpus)
+        return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
+                          gpus=gpus, enable_lora=learning,
+                          lora_rank=cfg.learner.lora_rank,
+                          gpu_memory_utilization=p.gpu_memory_utilization,
+                          max_model_len=p.max_model_len, seed=cfg.run.seed)
+    if p.backend == "null":  # no model: children re-run their parent's program (ablation)
+        from discover.backends.null import NullPolicy
+
+        return NullPolicy()
+    from discover.backends.hf import HFPolicy
+
+    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size,
+                    shared_prefill=p.shared_prefill, onednn=p.onednn)
+
+
+def publish_adapter(policy: Policy, rd: RunDir) -> None:
+    """Hand the saved adapter of the policy's current version to its samplers.
+
+    Only samplers with their own model copy (vLLM) load anything: on CPU the sampler and the
+    learner share one model, so the HF backend keeps the no-op default.
+    """
+    if policy.version > 0:
+        policy.load_adapter(rd.adapter(policy.version), policy.version)
