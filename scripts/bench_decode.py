@@ -32,10 +32,10 @@ import time
 import torch
 from transformers import DynamicCache, StaticCache
 
-from discover import shared_prefix
 from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
+from discover.model import shared_prefix
 from discover.prompt import render
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from discover import cpu_linear
+from discover.model import cpu_linear
 
 pytestmark = pytest.mark.skipif(not cpu_linear.available(), reason="torch built without oneDNN")
 
