@@ -189,6 +189,18 @@ class Environment:
                 "sandbox_paths": list(cls.sandbox_paths)}
 
 
+def refuse_unknown(env_name: str, options: dict, known: tuple[str, ...]) -> None:
+    """An environment's options check: a misspelt option must not be silently ignored."""
+    if options:
+        raise ValueError(f"unknown option(s) for {env_name}: {', '.join(sorted(options))}; "
+                         f"known: {', '.join(known)}")
+
+
+def check_positive(name: str, value: Any) -> None:
+    if not float(value) > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
 def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 

@@ -29,7 +29,7 @@ from typing import Any
 import yaml  # both tools keep their problem's settings in YAML
 
 from discover import evolve_block
-from discover.environment import Environment, Evaluation, InvalidArtifact
+from discover.environment import Environment, Evaluation, InvalidArtifact, refuse_unknown
 from discover.sandbox import Limits, run_program
 
 SHAPES = {  # shape: (evaluator, initial program)
@@ -205,10 +205,8 @@ class FolderEnvironment(Environment):
 
     def __init__(self, path: str, direction: str = "max", timeout_s: float | None = None,
                  memory_mb: int = 4096, failure_reward: float = -1.0, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise FolderError(f"unknown option(s) for a problem folder: "
-                              f"{', '.join(sorted(options))}; known: direction, timeout_s, "
-                              "memory_mb, failure_reward")
+        refuse_unknown("a problem folder", options,
+                       ("direction", "timeout_s", "memory_mb", "failure_reward"))
         if direction not in ("max", "min"):
             raise FolderError(f"direction must be 'max' or 'min', got {direction!r}")
         self.folder = read_folder(path)

@@ -22,7 +22,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, program_and_seed
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    program_and_seed,
+    refuse_unknown,
+)
 from environments.ahc_common.cpp import CaseRun, compile_cpp, run_binary
 
 CONTEST_CASES = 150  # the published totals are sums over this many hidden cases
@@ -53,9 +59,7 @@ class ContestEnvironment(Environment):
 
     def __init__(self, cases: int = 4, case_seed: int = 0, workers: int = 2, cpu_s: float = 2.0,
                  memory_mb: int = 1024, compile_timeout_s: float = 60.0, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                             f"known: {', '.join(OPTIONS)}")
+        refuse_unknown(self.name, options, OPTIONS)
         super().__init__(cases=cases, case_seed=case_seed, workers=workers, cpu_s=cpu_s,
                          memory_mb=memory_mb, compile_timeout_s=compile_timeout_s)
         for key, value in {"cases": cases, "workers": workers, "memory_mb": memory_mb}.items():

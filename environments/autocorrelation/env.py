@@ -12,8 +12,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
-from environments.autocorrelation import arrays, scoring
+from discover import arrays
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    check_positive,
+    refuse_unknown,
+)
+from environments.autocorrelation import scoring
 
 ARTIFACT_KEYS = ("sequence", "values", "heights", "artifact")  # accepted wrappers of a list
 INITIAL_N = 600
@@ -38,11 +45,8 @@ class AutocorrelationEnvironment(Environment):
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb, iterations")
-        if not float(time_budget_s) > 0:
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        refuse_unknown(self.name, options, ("time_budget_s", "memory_mb", "iterations"))
+        check_positive("time_budget_s", time_budget_s)
         iterations = self.iterations if iterations is None else iterations
         if not (isinstance(iterations, int) and not isinstance(iterations, bool)
                 and iterations >= 1):

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from discover.arrays import real_array
 from discover.environment import InvalidArtifact
-from environments.autocorrelation.arrays import real_array
 
 MAX_N = 100_000
 DIRECT_MAX_N = 20_000  # np.convolve is O(n^2): 0.1 s at 20,000; FFT beyond

@@ -13,8 +13,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
-from environments.autocorrelation import arrays
+from discover import arrays
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    check_positive,
+    refuse_unknown,
+)
 from environments.circle_packing import scoring
 
 ARTIFACT_KEYS = ("circles", "artifact")  # {"circles": [[x, y, r], ...]} as in the references
@@ -42,11 +48,8 @@ class CirclePackingEnvironment(Environment):
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb, iterations")
-        if not float(time_budget_s) > 0:
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        refuse_unknown(self.name, options, ("time_budget_s", "memory_mb", "iterations"))
+        check_positive("time_budget_s", time_budget_s)
         iterations = self.iterations if iterations is None else iterations
         if not (isinstance(iterations, int) and not isinstance(iterations, bool)
                 and iterations >= 1):

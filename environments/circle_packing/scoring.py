@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from discover.arrays import real_array
 from discover.environment import InvalidArtifact
-from environments.autocorrelation.arrays import real_array
 
 
 def circles(values: Any, n: int) -> np.ndarray:

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact, program_and_seed
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    check_positive,
+    program_and_seed,
+    refuse_unknown,
+)
 from discover.sandbox import Limits, run_function
 from environments.denoising import data as dataset
 from environments.denoising import scoring
@@ -67,9 +74,7 @@ class DenoisingEnvironment(Environment):
     def __init__(self, data: str | None = None, n_genes: int | None = None, split_seed: int = 0,
                  train_frac: float = 0.9, time_budget_s: float = 30.0, memory_mb: int = 4096,
                  poisson_threshold: float = scoring.POISSON_THRESHOLD, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for denoising: {', '.join(sorted(options))}; "
-                             f"known: {', '.join(OPTIONS)}")
+        refuse_unknown("denoising", options, OPTIONS)
         super().__init__(data=data, n_genes=n_genes, split_seed=split_seed,
                          train_frac=train_frac, time_budget_s=time_budget_s,
                          memory_mb=memory_mb, poisson_threshold=poisson_threshold)
@@ -83,8 +88,7 @@ class DenoisingEnvironment(Environment):
             raise ValueError(f"n_genes must be a positive integer or None, got {n_genes!r}")
         if not 0 < float(train_frac) < 1:
             raise ValueError(f"train_frac must lie strictly between 0 and 1, got {train_frac!r}")
-        if not float(time_budget_s) > 0:
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        check_positive("time_budget_s", time_budget_s)
         self.data, self.n_genes = data, n_genes
         self.split_seed, self.train_frac = int(split_seed), float(train_frac)
         self.time_budget_s = float(time_budget_s)

@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    check_positive,
+    refuse_unknown,
+)
 from discover.sandbox import Limits, run_function
 from environments.erdos import scoring
 
@@ -38,13 +44,10 @@ class ErdosEnvironment(Environment):
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for erdos: {', '.join(sorted(options))}; "
-                             "known: time_budget_s, memory_mb, iterations")
+        refuse_unknown("erdos", options, ("time_budget_s", "memory_mb", "iterations"))
         iterations = self.iterations if iterations is None else iterations
         super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
-        if not float(time_budget_s) > 0:
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        check_positive("time_budget_s", time_budget_s)
         if not (isinstance(iterations, int) and not isinstance(iterations, bool)
                 and iterations >= 1):
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")

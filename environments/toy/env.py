@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from discover.environment import Environment, Evaluation, InvalidArtifact
+from discover.environment import (
+    Environment,
+    Evaluation,
+    InvalidArtifact,
+    check_positive,
+    refuse_unknown,
+)
 from discover.sandbox import Limits, run_function
 
 MAX_LEN = 10
@@ -36,11 +42,8 @@ class ToyEnvironment(Environment):
     entry = "solve()"
 
     def __init__(self, time_budget_s: float = 2.0, **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for toy: {', '.join(sorted(options))}; "
-                             "known: time_budget_s")
-        if not float(time_budget_s) > 0:
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        refuse_unknown("toy", options, ("time_budget_s",))
+        check_positive("time_budget_s", time_budget_s)
         super().__init__(time_budget_s=time_budget_s)
         self.time_budget_s = float(time_budget_s)
 

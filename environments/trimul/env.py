@@ -32,6 +32,7 @@ from discover.environment import (
     Evaluation,
     InvalidArtifact,
     program_and_seed,
+    refuse_unknown,
 )
 from discover.sandbox import Limits, RunResult, run_program
 from environments.trimul import configs, reference
@@ -83,9 +84,7 @@ class TriMulEnvironment(Environment):
                  max_repeats: int = 100, rel_err: float = 1e-3, max_kernel_s: float = 10.0,
                  max_bench_wall_s: float = 60.0, memory_mb: int = 4096, max_procs: int = 512,
                  **options: Any) -> None:
-        if options:  # a misspelt option must not be silently ignored
-            raise ValueError(f"unknown option(s) for trimul: {', '.join(sorted(options))}; "
-                             f"known: {', '.join(OPTIONS)}")
+        refuse_unknown("trimul", options, OPTIONS)
         cuda = torch.cuda.is_available()
         if mode is None:
             mode = "timed" if cuda else "correctness"

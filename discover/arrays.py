@@ -1,7 +1,5 @@
-"""Helpers for environments whose program is `solve(parent, iters, seed)` returning an array.
-
-Used by autocorrelation (AC1, AC2) and circle_packing; nothing here is specific to either, so
-it could move to discover/ for every array-returning environment.
+"""What an environment whose program is `solve(parent, iters, seed)` returning an array needs:
+running it in the sandbox, reading its artefact, checking its numbers (AC1, AC2, circle packing).
 """
 
 from __future__ import annotations
