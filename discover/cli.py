@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 from discover import config as config_mod
@@ -336,7 +337,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    from discover.problem_folder import FolderWarning
+
+    if issubclass(category, FolderWarning):  # the user's folder, not our code: no source line
+        return f"discover: warning: {message}\n"
+    return DEFAULT_FORMAT(message, category, filename, lineno, line)
+
+
+DEFAULT_FORMAT = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     from discover.model.store import MissingModel
 
     args = parser().parse_args(argv)

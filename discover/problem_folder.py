@@ -47,6 +47,10 @@ class FolderError(ValueError):
     """A folder that cannot be run; the message names the problem."""
 
 
+class FolderWarning(UserWarning):
+    """Something a folder lacks that the run can do without (the CLI prints it plainly)."""
+
+
 @dataclass(frozen=True)
 class Folder:
     """What a problem folder says, read once on the host (nothing of it is run here)."""
@@ -226,7 +230,7 @@ class FolderEnvironment(Environment):
         self._failure_reward = float(failure_reward)
         self._files = folder_files(self.folder.root)
         for note in self.folder.notes:
-            warnings.warn(f"{self.folder.root}: {note}", stacklevel=2)
+            warnings.warn(f"{self.folder.root}: {note}", FolderWarning, stacklevel=2)
 
     @property
     def failure_reward(self) -> float:

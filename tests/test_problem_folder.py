@@ -203,6 +203,8 @@ def test_a_folder_runs_with_the_embedded_model_learning(tmp_path, shape):
     with ui_server(rd) as (base, _):
         status, c = get(base, f"/api/runs/0/candidates/{cid}")
     assert status == 200 and c["score"] == pytest.approx(score)
+    shown = "[point]" if shape == "openevolve" else "[public]"  # the evaluator's artifacts
+    assert shown in c["log"] + c["stdout"], c
     # export to the other tool's shape: the folder runs there and here, scoring the same
     other = "shinka" if shape == "openevolve" else "openevolve"
     out = tmp_path / "exported"
