@@ -30,13 +30,13 @@ import statistics
 import time
 
 import torch
+from bench_setup import initial_prompts
 from transformers import DynamicCache, StaticCache
 
 from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
-from discover.environment import Parent, load_environment
+from discover.environment import load_environment
 from discover.model import shared_prefix
-from discover.prompt import render
 
 
 class Linears:
@@ -133,11 +133,7 @@ def main() -> None:
     model = policy.model
     linears = Linears(model)
     env = load_environment("erdos")
-    prompts = []
-    for art in env.initial_artifacts(args.prompts, 0):
-        ev = env.verify(art)
-        prompts.append(policy.encode(render(env, Parent(
-            code=None, artifact=ev.artifact, score=ev.score, parent_score=None))))
+    prompts = [policy.encode(p) for p in initial_prompts(env, args.prompts)]
     compiled = None
     results: dict[str, list[tuple[float, list[float]]]] = {v: [] for v in args.variants}
     failed: dict[str, str] = {}

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_setup import initial_prompts
 
 from discover.backends.hf import HFPolicy
-from discover.environment import Parent, load_environment
-from discover.prompt import render
+from discover.doctor import cpu_model
+from discover.environment import load_environment
 
 TARGET = 0.9
 
@@ -65,13 +65,6 @@ def plain(policy: HFPolicy, prompt: str, batch: int, max_new: int, seed: int) ->
         tok.decode(row[:end], skip_special_tokens=True)  # as ours returns text
         tokens += end
     return tokens, time.perf_counter() - t0
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def compare_vllm(args, prompt: str) -> None:
@@ -168,10 +161,7 @@ def main() -> None:
     args = p.parse_args()
 
     env = load_environment(args.env)
-    art = env.initial_artifacts(1, 0)[0]
-    ev = env.verify(art)
-    prompt = render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
-                                      parent_score=None))
+    prompt = initial_prompts(env, 1)[0]
     if args.backend == "vllm":
         compare_vllm(args, prompt)
         return

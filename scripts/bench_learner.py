@@ -33,13 +33,13 @@ import threading
 import time
 from pathlib import Path
 
+from bench_setup import initial_prompts
 from learning_curve import tree_rss_bytes
 
 from discover.backends.hf import HFPolicy
 from discover.config import Config
-from discover.environment import Parent, load_environment
+from discover.environment import load_environment
 from discover.learners.peft import LearnerConfig, PeftLearner, lora_modules
-from discover.prompt import render
 
 MEMORY_TARGET_GB = 8.0
 
@@ -65,11 +65,7 @@ def learner_step(cfg: Config) -> dict:
     learner = PeftLearner(policy, LearnerConfig.of(cfg.learner, method="entropic",
                                                temperature=cfg.policy.temperature))
     env = load_environment("erdos")
-    prompts = []
-    for art in env.initial_artifacts(cfg.run.groups, cfg.run.seed):
-        ev = env.verify(art)
-        prompts.append(render(env, Parent(code=None, artifact=ev.artifact, score=ev.score,
-                                                parent_score=None)))
+    prompts = initial_prompts(env, cfg.run.groups, cfg.run.seed)
     t0 = time.perf_counter()
     groups = policy.sample(prompts, cfg.run.group_size, max_new_tokens=cfg.policy.max_new_tokens,
                            temperature=cfg.policy.temperature, seed=0)

@@ -38,6 +38,7 @@ import statistics
 import time
 
 import torch
+from bench_setup import initial_parents
 
 from discover import prompt
 from discover.backends.hf import HFPolicy
@@ -122,11 +123,8 @@ def main() -> None:
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
     env = load_environment("erdos", time_budget_s=args.budget)
     most = max([b for b, _, _ in shapes] + [2])
-    parents = []  # initial states as a search shows them: the starter program on a construction
-    for art in env.initial_artifacts(most, 0):
-        ev = env.verify(art)
-        parents.append(Parent(code=env.starter_program(), artifact=ev.artifact, score=ev.score,
-                              parent_score=None))
+    # initial states as a search shows them: the starter program on a construction
+    parents = initial_parents(env, most, starter=True)
     prompts = [prompt.render(env, x, "block") for x in parents]
     start_ray(num_cpus=os.cpu_count())
     pool = ScorerPool("erdos", {"time_budget_s": args.budget}, cfg.ray.scorer_slots)
