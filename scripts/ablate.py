@@ -44,6 +44,7 @@ from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.environment import load_environment
+from discover.rundir import RunDir
 from discover.search import run
 
 ARMS = {  # name: (learner, selection, backend, extra config)
@@ -69,7 +70,7 @@ def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path) -> Conf
 def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Path:
     """The initial states of (env, seed), stored once: a one-sample run with no model."""
     rd = out / f"init-{env}-s{seed}"
-    if (rd / "archive.sqlite").exists():
+    if RunDir(rd).holds_run():
         return rd
     cfg = config(env, seed, args, rd)
     cfg.run.steps, cfg.run.groups, cfg.run.group_size = 1, 1, 1
@@ -88,14 +89,14 @@ def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
     if stored_steps(rd) >= args.steps:  # finished by an earlier call of this script: reuse it
         return summarise(rd) | {"seconds": step_seconds(rd)}
     t0 = time.monotonic()  # a run stopped part-way resumes from its last stored step
-    run_dir = run(cfg, resume=(rd / "config.toml").exists())
+    run_dir = run(cfg, resume=RunDir(rd).config.exists())
     return summarise(run_dir) | {"seconds": time.monotonic() - t0}
 
 
 def stored_steps(run_dir: Path) -> int:
-    if not (run_dir / "archive.sqlite").exists():
+    if not RunDir(run_dir).holds_run():
         return 0
-    db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{RunDir(run_dir).archive}?mode=ro", uri=True)
     try:
         return db.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
     finally:
@@ -104,12 +105,12 @@ def stored_steps(run_dir: Path) -> int:
 
 def step_seconds(run_dir: Path) -> float:
     """A reused run's time: its steps' generate + score + learn seconds from metrics.jsonl."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = RunDir(run_dir).metrics.read_text().splitlines()
     return sum(sum(json.loads(x)["seconds"].values()) for x in lines if x.strip())
 
 
 def summarise(run_dir: Path) -> dict:
-    db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{RunDir(run_dir).archive}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT reward, ok, score, initial FROM candidates "
                           "ORDER BY id").fetchall()
@@ -196,7 +197,7 @@ def main() -> None:
     for env in args.envs:
         for seed in args.seeds:  # seed-major: an interrupted ablation still pairs the arms
             given = Path(args.init_from) if args.init_from else None
-            if given is not None and (given / "archive.sqlite").exists():
+            if given is not None and RunDir(given).holds_run():
                 init = given
             else:
                 init = seed_initial(env, seed, args, given or out)

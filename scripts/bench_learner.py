@@ -40,6 +40,7 @@ from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.environment import load_environment
 from discover.learners.peft import LearnerConfig, PeftLearner, lora_modules
+from discover.rundir import RunDir
 
 MEMORY_TARGET_GB = 8.0
 
@@ -114,7 +115,7 @@ def default_run(steps: int, seed: int, part1: dict | None) -> None:
     t.join()
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{err[-3000:]}")
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in RunDir(run_dir).metrics.read_text().splitlines()]
     print(f"\npart 2: `discover run erdos --learner entropic --steps {steps}`, defaults otherwise "
           f"({wall:.0f} s wall, Ray start and model load included)")
     totals = {"generate": 0.0, "score": 0.0, "learn": 0.0}

@@ -35,6 +35,7 @@ from pathlib import Path
 from discover.doctor import cpu_model
 from discover.edits import code_only
 from discover.environment import load_environment
+from discover.rundir import RunDir
 
 ENVS = {  # name: options that keep one program's scoring short (Erdős, AC and circle packing
     # need none: their default env.iterations take about 0.8 s a program)
@@ -51,7 +52,7 @@ ENVS = {  # name: options that keep one program's scoring short (Erdős, AC and 
 
 
 def summarize(rd: Path, direction: str, language: str = "python") -> dict:
-    con = sqlite3.connect(f"file:{rd / 'archive.sqlite'}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{RunDir(rd).archive}?mode=ro", uri=True)
     try:
         rows = con.execute("SELECT c.ok, c.score, c.code, p.score, p.code, c.initial FROM "
                            "candidates c LEFT JOIN candidates p ON p.id = c.parent_id").fetchall()

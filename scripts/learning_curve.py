@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from discover.rundir import RunDir
+
 
 def tree_rss_bytes(root_pid: int) -> int:
     """Resident memory of a process and all its descendants (Ray workers included)."""
@@ -73,7 +75,7 @@ def run_one(env: str, learner: str, seed: int, args: argparse.Namespace, out: Pa
     t.join()
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{err[-3000:]}")
-    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line) for line in RunDir(run_dir).metrics.read_text().splitlines()]
     last = steps[-args.last:]
     return {
         "learner": learner, "seed": seed, "seconds": time.monotonic() - t0, "peak_gb": peak / 1e9,
