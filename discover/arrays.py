@@ -4,7 +4,9 @@ running it in the sandbox, reading its artefact, checking its numbers (AC1, AC2,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,27 @@ def real_array(values: Any, what: str) -> np.ndarray:
         more = f" ({int(bad.sum())} non-finite values)" if bad.sum() > 1 else ""
         raise InvalidArtifact(f"contains {a[where]} at index {index}{more}")
     return a
+
+
+def load_json_artifact(path: str | Path, keys: tuple[str, ...]) -> Any:
+    """An artefact file: JSON, the artefact itself or an object holding it under one of `keys`;
+    raises InvalidArtifact naming the file and what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
+    try:
+        return unwrap(data, keys)
+    except InvalidArtifact as e:
+        raise InvalidArtifact(f"{path}: {e}") from e
+
+
+def length(artifact: Any) -> int:
+    """How many values an artefact holds (0 for None: no parent construction)."""
+    try:
+        return len(artifact)
+    except TypeError:
+        return 0
 
 
 def unwrap(data: Any, keys: tuple[str, ...]) -> Any:

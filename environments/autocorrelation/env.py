@@ -6,7 +6,6 @@ functional (scoring.py), the direction, the record and the prompt.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,12 +66,12 @@ class AutocorrelationEnvironment(Environment):
         return self._statement
 
     def handoff(self, artifact: Any) -> str:
-        n = _length(artifact)
+        n = arrays.length(artifact)
         handed = f"a numpy array of n={n} values" if n else "None"
         return f"Your solve() receives the parent's sequence as `parent` ({handed})."
 
     def summarize(self, artifact: Any) -> str:
-        return f"a starting sequence of n={_length(artifact)} values"
+        return f"a starting sequence of n={arrays.length(artifact)} values"
 
     def starter_program(self) -> str:
         """Random local moves on the heights that keep improvements (the editable block,
@@ -135,14 +134,7 @@ class AutocorrelationEnvironment(Environment):
     def load_artifact(self, path: str | Path) -> Any:
         """A JSON list, or an object holding it under "sequence", "values", "heights" or
         "artifact" (the formats of shared/reference/ac and of the discover repository)."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
-        try:
-            return arrays.unwrap(data, ARTIFACT_KEYS)
-        except InvalidArtifact as e:
-            raise InvalidArtifact(f"{path}: {e}") from e
+        return arrays.load_json_artifact(path, ARTIFACT_KEYS)
 
 
 # AC1 rewards are -bound, bound in (1, 2n]. A bound above BOUND_CAP means most of the mass sits
@@ -189,9 +181,3 @@ class AC2Environment(AutocorrelationEnvironment):
     def failure_reward(self) -> float:
         return -1.0  # valid rewards are C in (0, 1]
 
-
-def _length(artifact: Any) -> int:
-    try:
-        return len(artifact)
-    except TypeError:  # None: no parent construction
-        return 0

@@ -6,7 +6,6 @@ The program returns an (n, 3) array of rows (x, y, r); feasibility is exact with
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,14 +137,7 @@ class CirclePackingEnvironment(Environment):
     def load_artifact(self, path: str | Path) -> Any:
         """{"circles": [[x, y, r], ...]} (extra keys such as "sum_radii" are ignored: the sum is
         recomputed), {"artifact": ...}, or a bare list of rows."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
-        try:
-            return arrays.unwrap(data, ARTIFACT_KEYS)
-        except InvalidArtifact as e:
-            raise InvalidArtifact(f"{path}: {e}") from e
+        return arrays.load_json_artifact(path, ARTIFACT_KEYS)
 
 
 def random_packing(n: int, rng: np.random.Generator, tries: int = 1000) -> np.ndarray:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from discover import arrays
 from discover.environment import (
     Environment,
     Evaluation,
@@ -15,14 +15,11 @@ from discover.environment import (
     check_positive,
     refuse_unknown,
 )
-from discover.sandbox import Limits, run_function
 from environments.erdos import scoring
 
 STATEMENT = (Path(__file__).parent / "prompt.md").read_text().strip()
 STARTER = (Path(__file__).parent / "starter.py").read_text()
 ARTIFACT_KEYS = ("sequence", "values", "artifact")  # accepted wrappers of a JSON list
-STDOUT_CHARS = 300
-WALL_MARGIN_S = 3.0  # interpreter and numpy start-up on top of time_budget_s
 INITIAL_N = 50
 INITIAL_NOISE = 0.1
 
@@ -65,12 +62,12 @@ class ErdosEnvironment(Environment):
         return STATEMENT.format(time_budget_s=self.time_budget_s)
 
     def handoff(self, artifact: Any) -> str:
-        n = _length(artifact)
+        n = arrays.length(artifact)
         handed = f"a numpy array of n={n} values" if n else "None"
         return f"Your solve() receives the parent's h as `parent` ({handed})."
 
     def summarize(self, artifact: Any) -> str:
-        return f"a starting step function of n={_length(artifact)} values"
+        return f"a starting step function of n={arrays.length(artifact)} values"
 
     def format_score(self, score: float | None) -> str:
         return "none" if score is None else f"{score:.8f}"
@@ -99,26 +96,17 @@ class ErdosEnvironment(Environment):
     def evaluate(self, program: str, parent_artifact: Any, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else \
             np.asarray(_unwrap(parent_artifact), dtype=np.float64)
-        kwargs = {"parent": parent, "iters": self.iterations, "seed": int(seed)}
-        limits = Limits(wall_s=self.time_budget_s + WALL_MARGIN_S, memory_mb=self.memory_mb)
-        res = run_function(program, "solve", kwargs, limits, self.sandbox_packages,
-                           self.sandbox_paths)
-        if res.failure:
-            return self.failed(res.failure, res.log, wall_s=res.wall_s)
-        value = res.value
-        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind == "c":
-            got = f"dtype {value.dtype}, shape {value.shape}" if isinstance(value, np.ndarray) \
-                else type(value).__name__
-            return self.failed("invalid_output",
-                               f"solve must return a 1-D array of real numbers, got {got}",
-                               wall_s=res.wall_s)
+        solved = arrays.run_solve(self, program, parent, seed, self.iterations,
+                                  self.time_budget_s, self.memory_mb, ndim=1)
+        if solved.failure is not None:
+            return solved.failure
         try:  # the score is recomputed here; anything the program printed or claimed is ignored
-            c5, h = scoring.score(value)
+            c5, h = scoring.score(solved.value)
         except InvalidArtifact as e:
-            return self.failed("invalid_artifact", str(e), wall_s=res.wall_s)
+            return self.failed("invalid_artifact", str(e), wall_s=solved.wall_s)
         return Evaluation(ok=True, score=c5, reward=self.reward(c5), artifact=h.tolist(),
-                          metrics={"n": len(h), "wall_s": res.wall_s},
-                          log=res.stdout[-STDOUT_CHARS:])
+                          metrics={"n": len(h), "wall_s": solved.wall_s},
+                          log=solved.stdout[-arrays.STDOUT_CHARS:])
 
     def score_artifact(self, artifact: Any) -> float:
         return scoring.score(_unwrap(artifact))[0]
@@ -143,28 +131,8 @@ class ErdosEnvironment(Environment):
 
     def load_artifact(self, path: str | Path) -> Any:
         """A JSON list, or a dict holding it under "sequence", "values" or "artifact"."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidArtifact(f"cannot read artefact {path}: {e}") from e
-        try:
-            return _unwrap(data)
-        except InvalidArtifact as e:
-            raise InvalidArtifact(f"{path}: {e}") from e
+        return arrays.load_json_artifact(path, ARTIFACT_KEYS)
 
 
 def _unwrap(data: Any) -> Any:
-    if isinstance(data, dict):
-        for key in ARTIFACT_KEYS:
-            if key in data:
-                return data[key]
-        raise InvalidArtifact(f"a JSON object needs one of the keys {', '.join(ARTIFACT_KEYS)}; "
-                              f"got {', '.join(map(str, data)) or 'none'}")
-    return data
-
-
-def _length(artifact: Any) -> int:
-    try:
-        return len(artifact)
-    except TypeError:
-        return 0
+    return arrays.unwrap(data, ARTIFACT_KEYS)
