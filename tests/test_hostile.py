@@ -15,9 +15,9 @@ import hostile_programs as hostile
 import pytest
 import ray
 
+from discover.arrays import WALL_MARGIN_S
 from discover.sandbox import isolation
 from discover.scoring import start_ray
-from environments.erdos.env import WALL_MARGIN_S
 
 pytestmark = pytest.mark.slow
 
