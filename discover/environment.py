@@ -245,9 +245,10 @@ def canonical_name(name: str) -> str:
 
 
 def load_environment(name: str, **options: Any) -> Environment:
+    from discover.problem_folder import FolderEnvironment, is_folder_name
+
     eps = registered()
-    if name not in eps and "/" in name or name not in eps and Path(name).is_dir():
-        from discover.problem_folder import FolderEnvironment
+    if name not in eps and is_folder_name(name):
 
         try:  # an OpenEvolve or ShinkaEvolve problem folder, run as it is
             return FolderEnvironment(name, **options)
