@@ -228,6 +228,10 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
     assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=1e-4)
     assert m_trl["grad_norm"] == pytest.approx(m_peft["grad_norm"], rel=1e-3)
     assert m_trl["ratio"] == pytest.approx(1.0, abs=1e-4)
+    # Both log how far the update moved the model, measured alike (learners.peft.movement).
+    for key in ("policy_kl", "logp_change"):
+        assert m_trl[key] > 0
+        assert m_trl[key] == pytest.approx(m_peft[key], rel=0.05), key
 
     # Off the base (so k3 has a gradient) and off-policy (ratios != 1), on identical weights.
     copy_adapter(trl.model, peft.model)

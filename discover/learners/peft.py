@@ -170,25 +170,10 @@ class PeftLearner(Learner):
         return metrics
 
     def movement(self, work: list[tuple[Sample, float]]) -> dict:
-        """How far the step moved the model on its own samples, per completion token:
-        `logp_change`, the mean |log-prob after - before| of the sampled tokens, and
-        `policy_kl`, the mean KL(adapted || base) of the next-token distributions at the
-        samples' positions (0 for the base model). Measured on the step's first micro-batch
-        (one prompt's completions), with one forward with the adapter and one without, no
-        gradient: a cost of about one backward pass's forward, not the whole step's."""
-        n, change, kl = 0, 0.0, 0.0
-        before = iter(self._before)
-        with torch.no_grad():
-            for chunk in self._chunks(work)[:1]:
-                after = self._tables(chunk)
-                with self.model.disable_adapter():
-                    base = self._tables(chunk)
-                for (s, _), a, b in zip(chunk, after, base, strict=True):
-                    picked = a.gather(1, torch.tensor(s.completion_ids)[:, None]).squeeze(1)
-                    change += (picked - next(before)).abs().sum().item()
-                    kl += (a.exp() * (a - b)).sum().item()
-                    n += len(s.completion_ids)
-        return {"logp_change": change / max(1, n), "policy_kl": kl / max(1, n)}
+        """How far the step moved the model (`movement`), on the step's first micro-batch
+        (one prompt's completions), with the log-probs its backward pass computed as before."""
+        chunk = self._chunks(work)[0]
+        return movement(self.model, chunk, self._before[:len(chunk)], self._tables)
 
     def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
         t = self.cfg.temperature
@@ -277,6 +262,27 @@ class PeftLearner(Learner):
     def load(self, path: str | Path) -> None:
         """Restore the adapter weights, optimiser state and version saved by `save`."""
         self.policy.version = load_state(path, self.model, self.optimizer, self.cfg)
+
+
+def movement(model: PeftModel, chunk: list[tuple[Sample, float]], before: list[torch.Tensor],
+             tables) -> dict:
+    """How far an update moved the model on its own samples, per completion token:
+    `logp_change`, the mean |log-prob after - before| of the sampled tokens (`before`: one
+    tensor per completion of `chunk`), and `policy_kl`, the mean KL(adapted || base) of the
+    next-token distributions at the samples' positions (0 for the base model). `tables(chunk)`
+    gives each completion's [tokens, vocabulary] log-softmax; it runs once with the adapter and
+    once without, no gradient: about one forward pass per completion, not the whole step's."""
+    n, change, kl = 0, 0.0, 0.0
+    with torch.no_grad():
+        after = tables(chunk)
+        with model.disable_adapter():
+            base = tables(chunk)
+    for (s, _), b4, a, b in zip(chunk, before, after, base, strict=True):
+        ids = torch.tensor(s.completion_ids, device=a.device)
+        change += (a.gather(1, ids[:, None]).squeeze(1) - b4.to(a.device)).abs().sum().item()
+        kl += (a.exp() * (a - b)).sum().item()
+        n += len(s.completion_ids)
+    return {"logp_change": change / max(1, n), "policy_kl": kl / max(1, n)}
 
 
 def save_state(path: str | Path, model, optimizer: torch.optim.Optimizer, version: int) -> None:

@@ -35,9 +35,11 @@ from discover.learners.peft import (
     LearnerConfig,
     enable_checkpointing,
     load_state,
+    movement,
     save_state,
     step_items,
 )
+from discover.model.logprobs import sequence_log_softmax
 
 
 def _trainer_class():
@@ -135,8 +137,16 @@ class TRLLearner:
             clip = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
             norm = self.trainer.accelerator.clip_grad_norm_(self.params, clip)
             metrics["grad_norm"] = float(norm)
+            # How far the update moves the model (policy_kl, logp_change), as peft.py logs it:
+            # on the first micro-batch, its sampled tokens' log-probs taken before the update.
+            chunk = self._work[:self.cfg.micro_batch]
+            with torch.no_grad():
+                before = [t.gather(1, torch.tensor(s.completion_ids, device=t.device)[:, None])
+                          .squeeze(1) for t, (s, _) in zip(self._tables(chunk), chunk,
+                                                           strict=True)]
             self.optimizer.step()
             self.version += 1
+            metrics.update(movement(self.model, chunk, before, self._tables))
         self.optimizer.zero_grad(set_to_none=True)
         metrics.update(seconds=time.monotonic() - t0, version=self.version, lr=self.lr)
         return metrics
@@ -146,6 +156,7 @@ class TRLLearner:
         """The step's loss through `trainer.training_step`; leaves the gradient in .grad."""
         items, work, metrics = step_items(groups, rewards, self.cfg, copies)
         self.optimizer.zero_grad(set_to_none=True)
+        self._work = work
         if not work:
             return metrics
         n = len(items)
@@ -171,6 +182,12 @@ class TRLLearner:
         metrics.update(loss=loss_sum, skipped=False, ratio=ratio_sum / max(1, ratio_n),
                        kl_base=kl_base_sum / n, entropy=sum(entropy) / len(entropy))
         return metrics
+
+    def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
+        """Each completion's next-token log-softmax at its tokens (for `movement`)."""
+        t = self.cfg.temperature
+        return [sequence_log_softmax(self.model, s.prompt_ids, s.completion_ids, t)
+                for s, _ in chunk]
 
     def _batch(self, work: list[tuple[Sample, float]], n: int) -> dict:
         """GRPOTrainer's input layout: prompts left-padded, completions right-padded."""
