@@ -191,7 +191,8 @@ def test_trl_learner_takes_the_default_settings():
 
     policy = HFPolicy(model="smollm2", threads=2)
     peft = PeftLearner(policy, LearnerConfig(micro_batch=2))
-    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(micro_batch=2))
+    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(micro_batch=2),
+                     dtype="float32")  # exact against PEFT, on a GPU too
     assert trl.lr == peft.lr == pytest.approx(1.4061e-4, rel=1e-3)
     assert lora_modules(trl.model) == lora_modules(peft.model) == {
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -200,6 +201,26 @@ def test_trl_learner_takes_the_default_settings():
     m_peft, m_trl = peft.step(groups, REWARDS), trl.step(groups, REWARDS)
     assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=1e-4)
     assert m_trl["grad_norm"] == pytest.approx(m_peft["grad_norm"], rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: the TRL "
+                    "learner's bfloat16 default applies on GPUs only")
+def test_trl_learner_in_bf16_on_a_gpu_stays_near_the_float32_step():
+    """The GPU default (bf16) against the PEFT learner in float32: on the lent H200
+    (2026-12-04, scripts/gpu_check.sh) the first step's loss differed by 1.5%."""
+    from discover.backends.hf import HFPolicy
+    from discover.learners.trl import TRLLearner
+    from discover.model.store import resolve_model
+
+    policy = HFPolicy(model="smollm2", threads=2)
+    peft = PeftLearner(policy, LearnerConfig(micro_batch=2))
+    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(micro_batch=2))
+    assert next(trl.model.parameters()).dtype == torch.bfloat16
+    copy_adapter(trl.model, peft.model)
+    groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0)
+    m_peft, m_trl = peft.step(groups, REWARDS), trl.step(groups, REWARDS)
+    assert m_trl["loss"] == pytest.approx(m_peft["loss"], rel=0.05)
+    assert m_trl["policy_kl"] > 0 and m_trl["logp_change"] > 0
 
 
 @pytest.mark.slow
@@ -216,7 +237,7 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
                lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"), betas=(0.9, 0.999))
     policy = HFPolicy(model="smollm2", threads=2)
     peft = PeftLearner(policy, LearnerConfig(**cfg))
-    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(**cfg))
+    trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(**cfg), dtype="float32")
     copy_adapter(trl.model, peft.model)  # same LoRA initialisation
     groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=1.0, seed=0)
 
