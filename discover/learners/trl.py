@@ -31,8 +31,8 @@ import torch
 
 from discover.backends.base import Sample
 from discover.learners.base import Learner
+from discover.learners.config import LearnerConfig, check_temperature
 from discover.learners.peft import (
-    LearnerConfig,
     enable_checkpointing,
     load_state,
     movement,
@@ -85,12 +85,13 @@ class TRLLearner:
     """
 
     def __init__(self, model: str, cfg: LearnerConfig, temperature: float = 1.0, seed: int = 0):
-        cfg.validate()
+        cfg.validate(learning=True)
+        check_temperature(temperature)
         from datasets import Dataset
         from transformers import AutoTokenizer
         from trl import GRPOConfig
 
-        self.cfg = cfg
+        self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
         cuda = torch.cuda.is_available()
         self.workdir = tempfile.mkdtemp(prefix="discover-trl-")  # TRL wants an output_dir
         args = GRPOConfig(
@@ -185,7 +186,7 @@ class TRLLearner:
 
     def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
         """Each completion's next-token log-softmax at its tokens (for `movement`)."""
-        t = self.cfg.temperature
+        t = self.temperature
         return [sequence_log_softmax(self.model, s.prompt_ids, s.completion_ids, t)
                 for s, _ in chunk]
 
