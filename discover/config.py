@@ -13,6 +13,8 @@ from typing import Any
 
 import tomllib
 
+from discover.learners.config import LearnerConfig
+
 
 class ConfigError(ValueError):
     pass
@@ -67,25 +69,6 @@ class PolicySection:
 
 
 @dataclass
-class LearnerSection:
-    method: str = "entropic"  # entropic | entropic-fixed | mean | none (no learning)
-    beta: float = 2.0  # for entropic-fixed
-    lr: float = 0.0  # 0: the method's rate sized to the model (learner.size_rule_lr; 1.41e-4
-    # for the embedded 135M model), any other value is used as it is
-    lora_rank: int = 32  # the method's
-    lora_alpha: int = 32
-    # module names, or "all-linear": every linear layer of the decoder (attention and MLP)
-    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
-    copies: str = "keep"  # keep | zero: advantage 0 for children that copy their parent
-    kl_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    micro_batch: int = 8  # completions per forward/backward pass
-    batched: bool = True  # one forward per micro-batch of a prompt's completions, prompt once
-    backend: str = "auto"  # peft (in-process, CPU) | trl (Ray actor, GPU) | auto: trl with vllm
-    gpus: float = 1.0  # GPUs of the TRL learner actor (0: on CPU)
-
-
-@dataclass
 class RaySection:
     address: str = ""  # empty: start a local Ray; otherwise join this cluster
     scorer_slots: int = 0  # CPU slots for scoring; 0 means all CPUs Ray sees
@@ -95,7 +78,7 @@ class RaySection:
 class Config:
     run: RunSection = field(default_factory=RunSection)
     policy: PolicySection = field(default_factory=PolicySection)
-    learner: LearnerSection = field(default_factory=LearnerSection)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)  # (discover/learners/config.py)
     ray: RaySection = field(default_factory=RaySection)
     env: dict[str, Any] = field(default_factory=dict)  # passed to the environment's constructor
 
@@ -104,23 +87,15 @@ class Config:
         at_least = {("run", "steps"): 1, ("run", "groups"): 1, ("run", "group_size"): 1,
                     ("run", "initial_states"): 1, ("run", "budget_s"): 0, ("run", "puct_c"): 0,
                     ("policy", "max_new_tokens"): 1, ("policy", "batch_size"): 1,
-                    ("policy", "threads"): 0, ("learner", "lora_rank"): 1,
-                    ("learner", "lora_alpha"): 1, ("learner", "micro_batch"): 1,
-                    ("learner", "kl_coef"): 0, ("learner", "beta"): 0,
-                    ("ray", "scorer_slots"): 0}
+                    ("policy", "threads"): 0, ("ray", "scorer_slots"): 0}
         for (section, name), low in at_least.items():
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)
                 raise ConfigError(f"{section}.{name} must be at least {low}, got {value}")
-        if not self.learner.lr >= 0:
-            raise ConfigError(f"learner.lr must be positive, or 0 for the size rule; got "
-                              f"{self.learner.lr}")
-        targets = self.learner.lora_targets
-        if not targets or not all(isinstance(t, str) and t.strip() for t in targets):
-            raise ConfigError("learner.lora_targets must list module names (or \"all-linear\"), "
-                              f"got {targets!r}")
-        if self.learner.copies not in ("keep", "zero"):
-            raise ConfigError(f"learner.copies must be keep or zero, got {self.learner.copies!r}")
+        try:
+            self.learner.validate()  # the section's own checks
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         for section, name in (("policy", "temperature"), ("policy", "request_timeout_s")):
             value = getattr(getattr(self, section), name)
             if not value > 0:
@@ -139,18 +114,10 @@ class Config:
         if self.policy.backend == "openai" and not self.policy.base_url:
             raise ConfigError(
                 "policy.backend = 'openai' needs policy.base_url (e.g. http://host:8000/v1)")
-        methods = ("none", "entropic", "entropic-fixed", "mean")
-        if self.learner.method not in methods:
-            raise ConfigError(
-                f"learner.method must be one of {methods}, got {self.learner.method!r}")
         if self.learner.method != "none" and self.policy.backend in ("openai", "null"):
             raise ConfigError(f"the {self.policy.backend} backend has no weights to train; use "
                               "--learner none with it")
         p, lc = self.policy, self.learner
-        if lc.backend not in ("auto", "peft", "trl"):
-            raise ConfigError(f"learner.backend must be auto, peft or trl, got {lc.backend!r}")
-        if lc.gpus < 0:
-            raise ConfigError(f"learner.gpus must be >= 0, got {lc.gpus}")
         if p.backend == "vllm":
             if p.generators < 1 or not p.generator_gpus > 0:
                 raise ConfigError("the vllm backend needs policy.generators >= 1 and "
@@ -196,6 +163,9 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
         return float(value)
     if type(value) is not type(current):
         raise ConfigError(f"{section}.{key} must be {type(current).__name__}, got {value!r}")
+    if isinstance(current, list) and current and isinstance(current[0], (int, float)):
+        # a list of numbers (learner.betas): each item to the type of the default's first
+        return [_coerce(section, key, x, current[0]) for x in value]
     return value
 
 

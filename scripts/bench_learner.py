@@ -23,6 +23,7 @@ prints the shares and the peak with part 1's learner step added, as an estimate.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -39,7 +40,7 @@ from learning_curve import tree_rss_bytes
 from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.environment import load_environment
-from discover.learners.peft import LearnerConfig, PeftLearner, lora_modules
+from discover.learners.peft import PeftLearner, lora_modules
 from discover.rundir import RunDir
 
 MEMORY_TARGET_GB = 8.0
@@ -63,8 +64,8 @@ def reset_peak_rss() -> bool:
 def learner_step(cfg: Config) -> dict:
     policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                       batch_size=cfg.policy.batch_size)
-    learner = PeftLearner(policy, LearnerConfig.of(cfg.learner, method="entropic",
-                                               temperature=cfg.policy.temperature))
+    learner = PeftLearner(policy, dataclasses.replace(cfg.learner, method="entropic"),
+                          temperature=cfg.policy.temperature)
     env = load_environment("erdos")
     prompts = initial_prompts(env, cfg.run.groups, cfg.run.seed)
     t0 = time.perf_counter()

@@ -33,6 +33,7 @@ hour = completions / step seconds x 3600. Target: the default shape at least 3x 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -45,7 +46,7 @@ from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.environment import Parent, load_environment
-from discover.learners.peft import LearnerConfig, PeftLearner
+from discover.learners.peft import PeftLearner
 from discover.scoring import GroupScorer, ScorerPool, start_ray
 
 TARGET = 3.0
@@ -57,9 +58,9 @@ class Arm:
         self.name, self.groups, self.group_size, self.new = name, groups, group_size, new
         self.policy = HFPolicy(model=cfg.policy.model, threads=cfg.policy.threads or None,
                                batch_size=batch_size, shared_prefill=new, onednn=new)
-        self.learner = PeftLearner(self.policy, LearnerConfig.of(
+        self.learner = PeftLearner(self.policy, dataclasses.replace(
             cfg.learner, method="entropic", micro_batch=cfg.learner.micro_batch if new else 4,
-            batched=new, temperature=cfg.policy.temperature), seed=0)
+            batched=new), temperature=cfg.policy.temperature, seed=0)
         self.rows: list[dict] = []
 
     def describe(self) -> str:

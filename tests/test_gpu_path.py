@@ -23,7 +23,8 @@ from discover.backends.vllm import (
     prompt_seed,
 )
 from discover.config import Config, ConfigError
-from discover.learners.peft import LearnerConfig, PeftLearner
+from discover.learners.config import LearnerConfig
+from discover.learners.peft import PeftLearner
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -234,7 +235,7 @@ def test_trl_learner_loss_and_gradient_equal_the_peft_learners(tmp_path):
     # linear) moves the fused head's per-token differences up (1.4e-4 relative in the loss).
     # test_trl_learner_takes_the_default_settings checks the defaults.
     cfg = dict(micro_batch=2, kl_coef=0.1, lr=4e-5, lora_rank=16,
-               lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"), betas=(0.9, 0.999))
+               lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"], betas=[0.9, 0.999])
     policy = HFPolicy(model="smollm2", threads=2)
     peft = PeftLearner(policy, LearnerConfig(**cfg))
     trl = TRLLearner(str(resolve_model("smollm2")), LearnerConfig(**cfg), dtype="float32")

@@ -6,7 +6,8 @@ import torch
 from discover.advantages import compute_advantages
 from discover.backends.base import Sample
 from discover.backends.hf import HFPolicy
-from discover.learners.peft import LearnerConfig, PeftLearner
+from discover.learners.config import LearnerConfig
+from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
 
 pytestmark = pytest.mark.slow
@@ -16,10 +17,10 @@ REWARDS = [[1.0, 0.0, -1.0], [0.2, -2.0, 0.5]]
 PROBE = [1, 9690, 198, 37, 2, 1, 4093, 198, 30, 1, 22, 17, 30]  # fixed token ids for logits
 
 
-def make(tmp_seed: int = 0, **cfg) -> tuple[HFPolicy, PeftLearner]:
+def make(tmp_seed: int = 0, temperature: float = 1.0, **cfg) -> tuple[HFPolicy, PeftLearner]:
     torch.manual_seed(tmp_seed)  # LoRA A matrices are initialised randomly
     policy = HFPolicy(model="smollm2", threads=2)
-    return policy, PeftLearner(policy, LearnerConfig(**cfg))
+    return policy, PeftLearner(policy, LearnerConfig(**cfg), temperature=temperature)
 
 
 def sample(policy, seed: int = 0) -> list[list[Sample]]:
@@ -213,7 +214,7 @@ def test_ratios_are_one_on_policy_at_the_sampling_temperature():
     policy, learner = make(temperature=0.7)
     groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=0.7, seed=0)
     assert learner.backward(groups, REWARDS)["ratio"] == pytest.approx(1.0, abs=1e-3)
-    learner.cfg.temperature = 1.0  # scoring the same tokens at another temperature is off-policy
+    learner.temperature = 1.0  # scoring the same tokens at another temperature is off-policy
     assert learner.backward(groups, REWARDS)["ratio"] != pytest.approx(1.0, abs=1e-2)
 
 

@@ -14,11 +14,12 @@ from discover.backends.base import Sample
 from discover.backends.hf import HFPolicy
 from discover.config import Config, ConfigError
 from discover.environment import Parent, load_environment
-from discover.learners.peft import LearnerConfig, PeftLearner, size_rule_lr
+from discover.learners.config import LearnerConfig, size_rule_lr
+from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
 
-OLD = dict(lr=4e-5, lora_rank=16, lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
-           betas=(0.9, 0.999))
+OLD = dict(lr=4e-5, lora_rank=16, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"],
+           betas=[0.9, 0.999])
 MLP = {"gate_proj", "up_proj", "down_proj"}
 ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
 
@@ -38,14 +39,57 @@ def test_size_rule_gives_the_documented_rate():
     assert LearnerConfig(lr=1e-4).learning_rate(model) == 1e-4  # learner.lr overrides the rule
 
 
-def test_learner_config_takes_the_config_section_whole():
+def test_the_config_section_is_the_learners_config():
     cfg = config_mod.apply(Config(), config_mod.parse_set(
-        ["learner.lora_targets=q_proj,v_proj", "learner.lr=2e-4", "learner.copies=zero"]))
+        ["learner.lora_targets=q_proj,v_proj", "learner.lr=2e-4", "learner.copies=zero",
+         "learner.betas=0.9,0.999", "learner.grad_checkpointing=false"]))
     cfg.validate()
-    lc = LearnerConfig.of(cfg.learner, temperature=0.4)
-    assert lc.lora_targets == ("q_proj", "v_proj") and lc.lr == 2e-4 and lc.copies == "zero"
-    assert lc.temperature == 0.4 and lc.lora_rank == 32
+    lc = cfg.learner
+    assert isinstance(lc, LearnerConfig)  # one dataclass: what the learners take, as it is
+    assert lc.lora_targets == ["q_proj", "v_proj"] and lc.lr == 2e-4 and lc.copies == "zero"
+    assert lc.betas == [0.9, 0.999] and lc.grad_checkpointing is False and lc.lora_rank == 32
+    assert lc.lora().target_modules == {"q_proj", "v_proj"}
     assert Config().learner.lora_targets == ["all-linear"] and Config().learner.lr == 0.0
+    assert Config().learner.betas == [0.9, 0.95] and Config().learner.grad_checkpointing is True
+    assert LearnerConfig().lora().target_modules == "all-linear"
+    assert not hasattr(lc, "temperature")  # the sampler's (policy.temperature), passed apart
+
+
+def test_a_learner_refuses_no_learning_and_a_bad_temperature():
+    LearnerConfig(method="none").validate()  # the config admits it: no learner is made
+    with pytest.raises(ValueError, match="learner.method = 'none'"):
+        LearnerConfig(method="none").validate(learning=True)
+    from discover.learners.config import check_temperature
+
+    with pytest.raises(ValueError, match="temperature"):
+        check_temperature(0.0)
+
+
+def test_an_old_run_config_without_the_newer_learner_keys_resumes(tmp_path):
+    """A run's config.toml written before learner.betas and learner.grad_checkpointing were
+    keys lacks them: it loads with their defaults and resumes under today's config."""
+    text = config_mod.dumps(Config())
+    old = "\n".join(line for line in text.splitlines()
+                    if not line.startswith(("betas =", "grad_checkpointing =")))
+    assert "betas" not in old and "grad_checkpointing" not in old
+    path = tmp_path / "config.toml"
+    path.write_text(old)
+    saved = config_mod.from_dict(config_mod.load_toml(path))
+    assert saved == Config()
+    config_mod.check_resume(saved, Config())
+
+
+def test_learner_betas_round_trip_and_are_checked(tmp_path):
+    cfg = config_mod.apply(Config(), {"learner": {"betas": [0.8, 0.99]}})
+    path = tmp_path / "c.toml"
+    path.write_text(config_mod.dumps(cfg))
+    assert "betas = [0.8, 0.99]" in path.read_text()
+    assert config_mod.from_dict(config_mod.load_toml(path)) == cfg
+    for bad in (["learner.betas=[0.9]"], ["learner.betas=0.9,1.5"]):
+        with pytest.raises(ConfigError, match="learner.betas"):
+            config_mod.from_dict(config_mod.parse_set(bad))
+    with pytest.raises(ConfigError, match="learner.betas"):
+        config_mod.apply(Config(), config_mod.parse_set(["learner.betas=a,b"]))
 
 
 @pytest.mark.parametrize("item, name", [("learner.lora_targets=[]", "learner.lora_targets"),
@@ -73,7 +117,7 @@ def test_lora_targets_reach_the_saved_adapter_and_a_load_checks_them(tmp_path):
     saved = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert set(saved["target_modules"]) == ATTENTION | MLP and saved["r"] == 32
     attention_only = PeftLearner(HFPolicy(model="smollm2", threads=2),
-                             LearnerConfig(lora_targets=tuple(sorted(ATTENTION))))
+                                 LearnerConfig(lora_targets=sorted(ATTENTION)))
     with pytest.raises(ValueError, match="lora_targets"):
         attention_only.load(tmp_path / "a")
 
@@ -120,7 +164,7 @@ def probe(**settings) -> tuple[float, list[dict]]:
     """How much 5 steps raise log p(edit) - log p(copy), with the steps' metrics."""
     torch.manual_seed(0)
     policy = HFPolicy(model="smollm2", threads=2)
-    learner = PeftLearner(policy, LearnerConfig(temperature=0.4, **settings))
+    learner = PeftLearner(policy, LearnerConfig(**settings), temperature=0.4)
     samples, rewards, copies = erdos_group(policy)
     before = edit_over_copy(policy, samples)
     metrics = [learner.step([samples], [rewards], [copies]) for _ in range(5)]

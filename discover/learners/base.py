@@ -34,14 +34,13 @@ def make_learner(cfg: Config, policy: Policy) -> Learner | None:
     """The learner the [learner] section names; None for method "none" (no learning)."""
     if cfg.learner.method == "none":
         return None
-    from discover.learners.peft import LearnerConfig, PeftLearner
-
-    lc = cfg.learner
-    learner_cfg = LearnerConfig.of(lc, temperature=cfg.policy.temperature)
+    lc, temperature = cfg.learner, cfg.policy.temperature  # (the sampler's, for the ratio)
     if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
         from discover.learners.trl import RemoteLearner
         from discover.model.store import resolve_model
 
-        return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), learner_cfg,
-                             temperature=cfg.policy.temperature, seed=cfg.run.seed, gpus=lc.gpus)
-    return PeftLearner(policy, learner_cfg, seed=cfg.run.seed)
+        return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), lc,
+                             temperature=temperature, seed=cfg.run.seed, gpus=lc.gpus)
+    from discover.learners.peft import PeftLearner
+
+    return PeftLearner(policy, lc, temperature=temperature, seed=cfg.run.seed)

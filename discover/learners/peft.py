@@ -16,20 +16,19 @@ optimiser step and no version bump, so a version always names one set of weights
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from discover.advantages import METHODS, compute_advantages
+from discover.advantages import compute_advantages
 from discover.backends.base import Sample
 from discover.learners.base import Learner
+from discover.learners.config import LearnerConfig, check_temperature
 from discover.model import shared_prefix
 from discover.model.logprobs import (
     group_log_softmax,
@@ -43,96 +42,18 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "learner.json"
 
 
-# The learning rate, sized to the model (issue 26). The method's reference run trained its
-# 120B model (gpt-oss-120b, hidden size 2880) at 4e-5 (ALGORITHM.md). Its recipe (tinker-
-# cookbook's hyperparam_utils.get_lr) scales a LoRA rate with the model as
-# (2000 / hidden_size) ** p, p fitted per family: 0.781 for Llama-style models (our default for
-# families it does not name), 0.0775 for Qwen. We move the reference's rate along that rule:
-#     lr = 4e-5 * (2880 / hidden_size) ** p
-# 1.41e-4 for SmolLM2-135M (hidden size 576, a Llama). The rule's own absolute rate, made for
-# supervised fine-tuning (5e-5 x 10 x (2000 / hidden) ** p: 1.32e-3 here), is 9.4 times that
-# and broke the 135M model within two updates (docs/benchmarks.md, "Learning that pays").
-REFERENCE_LR = 4e-5
-REFERENCE_HIDDEN = 2880
-LR_EXPONENTS = {"qwen": 0.0775, "llama": 0.781}
-# PEFT's name for every linear layer but the output head: attention and MLP alike.
-ALL_LINEAR = "all-linear"
-COPIES = ("keep", "zero")
-
-
-def size_rule_lr(model_config) -> float:
-    """The LoRA learning rate the size rule gives a model, from its transformers config."""
-    hidden = int(model_config.hidden_size)
-    family = str(getattr(model_config, "model_type", "")).lower()
-    exponent = next((e for name, e in LR_EXPONENTS.items() if name in family),
-                    LR_EXPONENTS["llama"])
-    return REFERENCE_LR * (REFERENCE_HIDDEN / hidden) ** exponent
-
-
-@dataclass
-class LearnerConfig:
-    method: str = "entropic"  # entropic | entropic-fixed | mean
-    beta: float = 2.0  # for entropic-fixed
-    lr: float = 0.0  # 0: the size rule above, from the model's hidden size
-    lora_rank: int = 32  # the method's rank
-    lora_alpha: int = 32
-    lora_targets: tuple = (ALL_LINEAR,)  # module names, or every linear layer of the decoder
-    betas: tuple = (0.9, 0.95)  # AdamW's, as the method's
-    # Children whose program is their parent's (comments and whitespace aside): "keep" them in
-    # the advantages as the method does; "zero" gives them advantage 0 (a stated deviation).
-    copies: str = "keep"
-    kl_coef: float = 0.0
-    max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
-    grad_checkpointing: bool = True
-    micro_batch: int = 8  # completions per forward and backward pass
-    # One forward per micro-batch of a prompt's completions, the prompt run once (group_logprobs);
-    # False: one forward per completion (the earlier learner; also where the model cannot).
-    batched: bool = True
-    # The sampler's temperature: its log-probs are of logits / T, so the ratio must use the same.
-    temperature: float = 1.0
-
-    @classmethod
-    def of(cls, section, **overrides) -> LearnerConfig:
-        """From the config file's [learner] section (discover.config.LearnerSection): every
-        field the two share, then `overrides` (e.g. the sampler's temperature)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in dataclasses.asdict(section).items() if k in names}
-        if "lora_targets" in values:
-            values["lora_targets"] = tuple(values["lora_targets"])
-        return cls(**{**values, **overrides})
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"learner method must be one of {METHODS}, got {self.method!r}")
-        if self.copies not in COPIES:
-            raise ValueError(f"learner copies must be one of {COPIES}, got {self.copies!r}")
-        if (self.lr < 0 or self.lora_rank < 1 or self.micro_batch < 1 or self.kl_coef < 0
-                or not self.temperature > 0):
-            raise ValueError("learner needs lr >= 0 (0: the size rule), lora_rank >= 1, "
-                             f"micro_batch >= 1, kl_coef >= 0 and temperature > 0; got {self}")
-        if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
-            raise ValueError("learner lora_targets must name at least one module (or "
-                             f"{ALL_LINEAR!r}), got {list(self.lora_targets)}")
-
-    def learning_rate(self, model_config) -> float:
-        """`lr` where set, else the size rule's rate for this model."""
-        return self.lr or size_rule_lr(model_config)
-
-    def lora(self) -> LoraConfig:
-        targets = self.lora_targets
-        return LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0,
-                          target_modules=targets[0] if targets == (ALL_LINEAR,) else list(targets),
-                          bias="none", task_type="CAUSAL_LM")
-
-
 class PeftLearner(Learner):
     """LoRA on the sampler's own in-process model (the CPU path)."""
 
-    def __init__(self, policy, cfg: LearnerConfig, seed: int | None = None):
-        """`seed` fixes the adapter's random initialisation (LoRA's A matrices), so that two
-        runs of one seed learn alike; None draws it from torch's global generator."""
-        cfg.validate()
-        self.policy, self.cfg = policy, cfg
+    def __init__(self, policy, cfg: LearnerConfig, temperature: float = 1.0,
+                 seed: int | None = None):
+        """`temperature` is the sampler's (policy.temperature): its log-probs are of
+        logits / T, so the ratio must use the same. `seed` fixes the adapter's random
+        initialisation (LoRA's A matrices), so that two runs of one seed learn alike; None
+        draws it from torch's global generator."""
+        cfg.validate(learning=True)
+        check_temperature(temperature)
+        self.policy, self.cfg, self.temperature = policy, cfg, temperature
         model = policy.model
         if not isinstance(model, PeftModel):
             with torch.random.fork_rng(devices=[]):
@@ -176,7 +97,7 @@ class PeftLearner(Learner):
         return movement(self.model, chunk, self._before[:len(chunk)], self._tables)
 
     def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
-        t = self.cfg.temperature
+        t = self.temperature
         if self.batched:
             return group_log_softmax(self.model, chunk[0][0].prompt_ids,
                                      [s.completion_ids for s, _ in chunk], t)
@@ -236,7 +157,7 @@ class PeftLearner(Learner):
         return [rows[i:i + m] for rows in by_prompt.values() for i in range(0, len(rows), m)]
 
     def _logprobs(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
-        t = self.cfg.temperature
+        t = self.temperature
         if self.batched:
             return group_logprobs(self.model, chunk[0][0].prompt_ids,
                                   [s.completion_ids for s, _ in chunk], t)

@@ -31,8 +31,8 @@ import torch
 
 from discover.backends.base import Sample
 from discover.learners.base import Learner
+from discover.learners.config import LearnerConfig, check_temperature
 from discover.learners.peft import (
-    LearnerConfig,
     enable_checkpointing,
     load_state,
     movement,
@@ -89,12 +89,13 @@ class TRLLearner:
         """`dtype`: the model's weights and compute, None for bfloat16 on a GPU (as vLLM
         samples) and float32 on CPU; "float32" on a GPU compares exactly with the PEFT learner
         (the tests do: in bf16 the loss differs by 1.5%, measured on an H200)."""
-        cfg.validate()
+        cfg.validate(learning=True)
+        check_temperature(temperature)
         from datasets import Dataset
         from transformers import AutoTokenizer
         from trl import GRPOConfig
 
-        self.cfg = cfg
+        self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
         cuda = torch.cuda.is_available()
         dtype = dtype or ("bfloat16" if cuda else "float32")
         self.workdir = tempfile.mkdtemp(prefix="discover-trl-")  # TRL wants an output_dir
@@ -189,7 +190,7 @@ class TRLLearner:
 
     def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
         """Each completion's next-token log-softmax at its tokens (for `movement`)."""
-        t = self.cfg.temperature
+        t = self.temperature
         return [sequence_log_softmax(self.model, s.prompt_ids, s.completion_ids, t)
                 for s, _ in chunk]
 
