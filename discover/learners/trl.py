@@ -39,7 +39,7 @@ from discover.learners.peft import (
     save_state,
     step_items,
 )
-from discover.model.logprobs import sequence_log_softmax
+from discover.model.logprobs import sequence_log_softmax, sequence_logprobs
 
 
 def _trainer_class():
@@ -146,9 +146,8 @@ class TRLLearner:
             # on the first micro-batch, its sampled tokens' log-probs taken before the update.
             chunk = self._work[:self.cfg.micro_batch]
             with torch.no_grad():
-                before = [t.gather(1, torch.tensor(s.completion_ids, device=t.device)[:, None])
-                          .squeeze(1) for t, (s, _) in zip(self._tables(chunk), chunk,
-                                                           strict=True)]
+                before = [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids,
+                                            self.temperature) for s, _ in chunk]
             self.optimizer.step()
             self.version += 1
             metrics.update(movement(self.model, chunk, before, self._tables))
