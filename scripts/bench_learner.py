@@ -2,12 +2,12 @@
 
 Part 1, one learner step in this process: the embedded SmolLM2 samples a default batch
 (run.groups x run.group_size completions of the Erdős prompt, policy.max_new_tokens new tokens
-each, all config defaults), then one `Learner.step` at the default learner settings (LoRA rank 16
-on q/k/v/o, gradient checkpointing, micro-batches of 4) is timed. Rewards are distinct within
-each group, so every completion carries an advantage: the most work a step can do. The step's
-time is printed against the generation of the same batch, measured just before (a ratio that
-survives a busy machine better than seconds), and its peak RSS from /proc/self/status (VmHWM,
-reset just before the step through /proc/self/clear_refs).
+each, all config defaults), then one `Learner.step` at the default learner settings (the
+`[learner]` section's defaults: LoRA rank, targets, micro-batch, the size-rule rate) is timed.
+Rewards are distinct within each group, so every completion carries an advantage: the most work a
+step can do. The step's time is printed against the generation of the same batch, measured just
+before (a ratio that survives a busy machine better than seconds), and its peak RSS from
+/proc/self/status (VmHWM, reset just before the step through /proc/self/clear_refs).
 
 Part 2, a real run: `discover run erdos --learner entropic --steps N` with every other setting
 at its default (subprocess, the real CLI), sampling the resident memory of its whole process
