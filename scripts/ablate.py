@@ -3,8 +3,7 @@
 Arms (each run with the same seeds, steps, groups and group size, so the same samples):
 
   entropic+puct       the method: entropic-advantage LoRA learner, PUCT parent selection;
-  entropic-keep+puct  the same with learner.copies = keep (the method's: copies of the parent
-                      keep their advantage; the default, zero, gives them A = 0);
+  entropic-zero+puct  the same with learner.copies = zero (copies of the parent get A = 0);
   none+puct           no learner (best-of-N with the same archive and PUCT): the baseline;
   none+greedy         no learner, always the best state (epsilon-random otherwise);
   none+fixed          no learner, always an initial state: plain best-of-N;
@@ -50,7 +49,7 @@ from discover.search import run
 
 ARMS = {  # name: (learner, selection, backend, extra config)
     "entropic+puct": ("entropic", "puct", "hf", []),
-    "entropic-keep+puct": ("entropic", "puct", "hf", ["learner.copies=keep"]),
+    "entropic-zero+puct": ("entropic", "puct", "hf", ["learner.copies=zero"]),
     "none+puct": ("none", "puct", "hf", []),
     "none+greedy": ("none", "greedy", "hf", []),
     "none+fixed": ("none", "fixed", "hf", []),

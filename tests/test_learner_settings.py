@@ -193,10 +193,9 @@ def test_copies_zero_gives_the_copies_no_advantage():
 
     items, work, m = step_items([samples], [rewards], LearnerConfig(copies="zero"), [copies])
     assert [a for (_, a) in items][2:4] == [0.0] * 2 and len(work) == 4
-    assert LearnerConfig().copies == "zero"  # the default (docs/benchmarks.md, "Copies")
-    items, work, m = step_items([samples], [rewards], LearnerConfig(copies="keep"), [copies])
+    items, work, m = step_items([samples], [rewards], LearnerConfig(), [copies])  # keep
     assert len(work) == 6 and m["copies"] == 2
     assert m["copy_adv_share"] == 0.0  # the edits are best: the copies' advantages are < 0
     lucky = rewards[:2] + [-0.38] + rewards[3:]  # a copy whose new seed ran best
-    _, _, m = step_items([samples], [lucky], LearnerConfig(copies="keep"), [copies])
+    _, _, m = step_items([samples], [lucky], LearnerConfig(), [copies])
     assert 0.3 < m["copy_adv_share"] < 1

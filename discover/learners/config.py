@@ -51,12 +51,12 @@ class LearnerConfig:
     # module names, or "all-linear": every linear layer of the decoder (attention and MLP)
     lora_targets: list[str] = field(default_factory=lambda: [ALL_LINEAR])
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW's, as the method's
-    # Children whose program is their parent's (comments and whitespace aside): "zero" gives
-    # them advantage 0 (a stated deviation from the method), "keep" keeps them in the advantages
-    # as the method does. Measured (docs/benchmarks.md, "Copies"): on Erdos, 5 paired seeds, the
-    # same best as "keep" in every seed while training 30-55% of the rows, since later steps are
-    # mostly copies; so zero is the default.
-    copies: str = "zero"
+    # Children whose program is their parent's (comments and whitespace aside): "keep" them in
+    # the advantages as the method does; "zero" gives them advantage 0 (a stated deviation).
+    # Measured (docs/benchmarks.md, "Copies"), 5 paired seeds: zero tied keep on Erdos in every
+    # seed and never beat it on AC2 (2 losses, 3 ties), though it trains far fewer rows; so the
+    # method's keep stays the default.
+    copies: str = "keep"
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True  # recompute activations in the backward pass
