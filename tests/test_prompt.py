@@ -52,12 +52,12 @@ def answer(body: str, end: bool = True, rest: str = "") -> str:
             + rest + "```\n")
 
 
-NEW_BODY = BLOCK.split("\n", 1)[1].replace("k = 1 ", "k = 5 ")
+NEW_BODY = BLOCK.split("\n", 1)[1].replace("K = 1 ", "K = 5 ")
 
 
 def test_a_block_answer_is_spliced_into_the_parent():
     program = prompt.program(ERDOS, parent(), answer(NEW_BODY), "block")
-    assert program == STARTER.replace("k = 1 ", "k = 5 ")
+    assert program == STARTER.replace("K = 1 ", "K = 5 ") != STARTER
     # what follows END (a restated rest of the program) is dropped
     again = prompt.program(ERDOS, parent(), answer(NEW_BODY, rest="def solve(p):\n  x\n"), "block")
     assert again == program
@@ -74,7 +74,7 @@ def test_a_block_answer_is_spliced_into_the_parent():
 
 
 def test_a_whole_program_answer_is_taken_whole():
-    whole = STARTER.replace("k = 1 ", "k = 3 ")
+    whole = STARTER.replace("K = 1 ", "K = 3 ")
     got = prompt.program(ERDOS, parent(), "```python\n" + whole + "```\n", "block")
     assert got == whole
     assert prompt.program(ERDOS, parent(), "```python\n" + whole + "```\n", "whole") == whole

@@ -1,6 +1,9 @@
 # EVOLVE-BLOCK-START
 K = 1  # how many values one move changes
 STEP = 0.1  # how far a move changes them at first (it shrinks over the budget)
+# EVOLVE-BLOCK-END
+
+import numpy as np
 
 
 def propose(h, rng, t):
@@ -9,9 +12,6 @@ def propose(h, rng, t):
     h = h.copy()
     h[i] += rng.normal(0, STEP * (1 - t) + 0.01, size=K)
     return h
-# EVOLVE-BLOCK-END
-
-import numpy as np
 
 
 def c5(h):
