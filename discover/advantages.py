@@ -1,4 +1,4 @@
-"""Advantages within a group: the entropic objective with adaptive beta (ALGORITHM.md).
+"""Advantages within a group: the entropic objective with adaptive beta (docs/METHOD.md).
 
 The entropic utility (1/beta) log E[exp(beta r)] weights the best samples of a group far more
 than the mean does. Beta is chosen per group so that the reweighting q_beta(i) ~ exp(beta r_i)

@@ -1,4 +1,4 @@
-"""The environment contract (DESIGN.md) and the registry of installed environments.
+"""The environment contract (docs/ARCHITECTURE.md) and the registry of installed environments.
 
 An environment is one problem: a statement, a way to run a candidate program and score what
 it produces, and a direction. Environments register under the entry-point group

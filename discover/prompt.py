@@ -1,4 +1,4 @@
-"""The exchange with the model, in one place for every environment (ALGORITHM.md, step 2).
+"""The exchange with the model, in one place for every environment (docs/METHOD.md, phase 2).
 
 What we ask: `render` builds the improvement prompt from the environment's parts (statement,
 how the artefact is handed in, an artefact summary, the target) and the parent (its program,

@@ -1,4 +1,4 @@
-"""PUCT selection over the archive (ALGORITHM.md, "PUCT selection over the archive").
+"""PUCT selection over the archive (docs/METHOD.md, "PUCT selection over the archive").
 
 Pure and in memory: the archive persists `nodes` and `T` and rebuilds a Puct on resume.
 

@@ -1,4 +1,4 @@
-"""Run untrusted candidate programs in a contained process (DESIGN.md: The sandbox).
+"""Run untrusted candidate programs in a contained process (docs/ARCHITECTURE.md: sandbox).
 
 Each run gets a fresh temporary directory, a minimal environment, resource limits, a wall-clock
 timeout that kills the whole process tree, and reports back through files of bounded size.

@@ -1,4 +1,4 @@
-"""The search loop: ALGORITHM.md's "One step", repeated, with every step durable before the next.
+"""The search loop: docs/METHOD.md's "One step", repeated, with every step durable before the next.
 
 Steps 5-7 are stored together: the archive commit comes after the learner's step, so a step's
 children, PUCT statistics, metrics and the adapter version they produced land in one

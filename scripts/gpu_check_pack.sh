@@ -11,7 +11,7 @@
 # and gpu_check.sh's set-up joins them (checking the sha256) when all have arrived. A warm
 # machine keeps what earlier calls carried; a cold one starts bare. vLLM cannot travel this
 # way: its wheels are hundreds of MB and built against one torch (0.31.0 against 2.13.0; the
-# image has 2.11). Pins follow pyproject.toml and docs/STACK.md.
+# image has 2.11). Pins follow pyproject.toml and docs/machines.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYVER=${GPU_CHECK_PACK_PYTHON:-3.12}  # the target's Python (another only to rehearse here)

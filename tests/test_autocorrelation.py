@@ -24,7 +24,7 @@ from environments.autocorrelation import (
 )
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "ac"
-RECORDS = {  # shared/reference/ac/README.md: an independent scorer's full floats
+RECORDS = {  # docs/reference-data.md, "Autocorrelation": an independent scorer's full floats
     "ac1_ttt_discover_30000.json": 1.502862898255826,
     "ac1_alphaevolve_v2_1319.json": 1.5031635546815612,
     "ac1_thetaevolve_1319.json": 1.5031324359797769,

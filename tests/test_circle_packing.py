@@ -21,7 +21,7 @@ from environments.circle_packing import (
 )
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "circle_packing"
-RECORDS = {  # shared/reference/circle_packing/README.md: an independent validator's sums
+RECORDS = {  # docs/reference-data.md, "Circle packing": an independent validator's sums
     "ttt_discover_n26.json": (26, 2.6359773947542573),
     "alphaevolve_n26.json": (26, 2.6358627564136983),
     "alphaevolve_n32.json": (32, 2.937944526205518),

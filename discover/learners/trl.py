@@ -2,7 +2,7 @@
 
 TRL's `GRPOTrainer` carries the model (loading, PEFT LoRA wrapping, the fused LM head that
 scores completion tokens without materialising the logits, autocast, device placement) and its
-own loss `_compute_loss`, configured so that it IS ALGORITHM.md's loss:
+own loss `_compute_loss`, configured so that it IS the method's loss (docs/METHOD.md):
   loss_type="luspo"               sum over a completion's tokens, mean over completions
   importance_sampling_level=token ratio exp(logp_theta(t) - logp_sampler(t)) per token
   epsilon=inf                     PPO clipping off: min(r A, clip(r) A) = r A

@@ -50,7 +50,8 @@ def ensure_embedded() -> Path:
     pkg_dir, gguf = _gguf_location()
     tok = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=gguf)
     model = AutoModelForCausalLM.from_pretrained(pkg_dir, gguf_file=gguf)
-    # A GGUF-loaded model refuses to save until its quantisation markers are cleared (STACK.md).
+    # A GGUF-loaded model refuses to save until its quantisation markers are cleared
+    # (docs/machines.md).
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

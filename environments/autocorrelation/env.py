@@ -133,7 +133,8 @@ class AutocorrelationEnvironment(Environment):
 
     def load_artifact(self, path: str | Path) -> Any:
         """A JSON list, or an object holding it under "sequence", "values", "heights" or
-        "artifact" (the formats of shared/reference/ac and of the discover repository)."""
+        "artifact" (the formats of the reference files in docs/reference-data.md and of the
+        discover repository)."""
         return arrays.load_json_artifact(path, ARTIFACT_KEYS)
 
 

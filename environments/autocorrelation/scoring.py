@@ -11,7 +11,7 @@ M = 2n - 1.
                    pieces), ||g||_1 = h * sum(c), ||g||_inf = max(c). h cancels.
 
 f*f is exactly piecewise linear with knots on that grid, so both are the exact continuous
-functionals of f (shared/reference/ac/README.md). Both are invariant to scaling a; bound > 1
+functionals of f (docs/reference-data.md). Both are invariant to scaling a; bound > 1
 (max(c) >= sum(c)/(2n - 1) = (sum a)^2/(2n - 1)) and bound <= 2n; 0 < C <= 1.
 
 Unlike the upstream verifiers, which clip a to [0, 1000], negative values are refused and large

@@ -6,7 +6,7 @@ circles overlap ((xi - xj)^2 + (yi - yj)^2 >= (ri + rj)^2; touching is allowed).
 
 Tolerance: none. Feasibility is decided exactly, on the binary rationals that the floats are
 (all values scaled by one power of two become integers), so no rounding can pass an overlap or
-refuse a touching pair. Every reference construction in shared/reference/circle_packing is
+refuse a touching pair. Every reference construction in docs/reference-data.md is
 feasible this way (the tightest slack is 6.7e-16). The upstream verifier allows 1e-12 on every
 constraint, which a record could exploit by about n * 1e-12; with tolerance 0 a reported record
 is a true packing. Programs should shrink radii by about 1e-12 before returning (it costs about

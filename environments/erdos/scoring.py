@@ -6,7 +6,7 @@ integral 1 (sum(h) = n/2). C5(h) = max over shifts s of sum_i h[i] * (1 - h[i+s]
 
 For two step functions of the same width the overlap is piecewise linear in the shift with
 breakpoints at grid shifts, so this grid maximum is the exact continuous value
-(shared/reference/erdos/README.md checks it numerically).
+(docs/reference-data.md says how it was checked numerically).
 """
 
 from __future__ import annotations
