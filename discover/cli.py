@@ -14,14 +14,8 @@ from discover import config as config_mod
 from discover.archive import ArchiveError, CandidateNotFound
 from discover.backends.base import BackendError
 from discover.config import Config, ConfigError
-from discover.environment import (
-    InvalidArtifact,
-    InvalidOptions,
-    UnknownEnvironment,
-    canonical_name,
-    load_environment,
-    registered,
-)
+from discover.environment import InvalidArtifact, InvalidOptions
+from discover.registry import UnknownEnvironment, canonical_name, load_environment, registered
 from discover.rundir import RunDir
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".

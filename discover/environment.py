@@ -1,8 +1,8 @@
-"""The environment contract (DESIGN.md) and the registry of installed environments.
+"""The environment contract, and the checks and helpers environments share.
 
 An environment is one problem: a statement, a way to run a candidate program and score what
-it produces, and a direction. Environments register under the entry-point group
-`discover.environments`; third-party packages register the same way.
+it produces, and a direction. registry.py finds one by name (installed packages register under
+an entry-point group; a problem folder is found by its path).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
-
-ENTRY_POINT_GROUP = "discover.environments"
 
 # Every way a candidate can fail; each maps to the environment's failure reward.
 FAILURE_KINDS = (
@@ -209,16 +206,6 @@ class InvalidOptions(ValueError):
     """Options (the [env] config section) that the environment refuses."""
 
 
-class UnknownEnvironment(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
-        return str(self.args[0])
-
-
-def registered() -> dict[str, Any]:
-    """Installed environments by name: {name: entry point}."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
     """(program, seed) of an artefact that is a program run with a seed (AHC, denoising,
     TriMul): {"program": source, "seed": int, default 0}. `entry` says what the program is;
@@ -232,35 +219,3 @@ def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
     return program, seed
-
-
-def canonical_name(name: str) -> str:
-    """An installed environment's name as given; a problem folder's as its absolute path (a run
-    stores it, and the scorers, another process, open it by that name)."""
-    from discover.problem_folder import is_folder_name
-
-    if name in registered() or not is_folder_name(name):
-        return name
-    return str(Path(name).expanduser().resolve())
-
-
-def load_environment(name: str, **options: Any) -> Environment:
-    from discover.problem_folder import FolderEnvironment, is_folder_name
-
-    eps = registered()
-    if name not in eps and is_folder_name(name):
-
-        try:  # an OpenEvolve or ShinkaEvolve problem folder, run as it is
-            return FolderEnvironment(name, **options)
-        except (TypeError, ValueError) as e:
-            raise InvalidOptions(str(e)) from e
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none"
-        raise UnknownEnvironment(
-            f"unknown environment {name!r}; installed: {known}. "
-            f"A plugin registers under the entry-point group '{ENTRY_POINT_GROUP}'.")
-    cls = eps[name].load()
-    try:
-        return cls(**options)
-    except (TypeError, ValueError) as e:  # a bad option names itself at the boundary
-        raise InvalidOptions(f"environment {name!r}: {e}") from e

@@ -15,15 +15,18 @@ from pathlib import Path
 
 from discover import metrics_log, prompt
 from discover.archive import Archive, Candidate
-from discover.backends.base import Policy, Sample, make_policy, publish_adapter
+from discover.backends.base import Policy, Sample, publish_adapter
+from discover.backends.factory import make_policy
 from discover.config import Config, ConfigError
 from discover.edits import is_copy
-from discover.environment import Environment, Parent, load_environment
+from discover.environment import Environment, Parent
 from discover.initial_states import open_tree, stored_initial_states
-from discover.learners.base import Learner, make_learner
+from discover.learners.base import Learner
+from discover.learners.factory import make_learner
 from discover.model.store import check_model
 from discover.progress import StepReport
 from discover.puct import Puct
+from discover.registry import load_environment
 from discover.rundir import (
     RunDir,
     prepare_run_dir,

@@ -43,7 +43,7 @@ import numpy as np
 from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
-from discover.environment import load_environment
+from discover.registry import load_environment
 from discover.rundir import RunDir
 from discover.search import run
 
