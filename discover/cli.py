@@ -31,20 +31,18 @@ RUN_FLAGS = {
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Defaults <- saved run config (on --resume) <- --config FILE <- flags <- --set."""
-    values: dict = {}
+    """The run's config from its layers (config.resolve): saved run config (on --resume) <-
+    --config FILE <- flags <- --set."""
+    layers: list[dict] = []
     if args.resume:
         if not args.run_dir:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         saved = RunDir(args.run_dir).config
         if not saved.exists():
             raise ConfigError(f"cannot resume: {saved} not found")
-        values = config_mod.load_toml(saved)
-    cfg = config_mod.apply(Config(), values)
-    layers = [values]
+        layers.append(config_mod.load_toml(saved))
     if args.config:
         layers.append(config_mod.load_toml(args.config))
-        config_mod.apply(cfg, layers[-1])
     flags: dict = {"run": {"env": canonical_name(args.env)}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
@@ -52,14 +50,8 @@ def build_config(args: argparse.Namespace) -> Config:
             value = ",".join(value)
         if value is not None:
             flags.setdefault(section, {})[key] = value
-    config_mod.apply(cfg, flags)
     layers += [flags, config_mod.parse_set(args.set or [])]
-    config_mod.apply(cfg, layers[-1])
-    if cfg.policy.backend in ("openai", "null") and not any(
-            "method" in layer.get("learner", {}) for layer in layers):
-        cfg.learner.method = "none"  # learning is the default where there are weights to train
-    cfg.validate()
-    return cfg
+    return config_mod.resolve(layers)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -238,6 +238,23 @@ def dumps(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def resolve(layers: list[dict[str, dict[str, Any]]]) -> Config:
+    """The config of a run from layers of {section: {key: value}}, lowest first, over the
+    defaults; the CLI's: saved run config (on --resume) <- --config FILE <- flags <- --set.
+
+    Then the rule that depends on what the layers gave: learning is the default only where
+    there are weights to train, so the openai and null backends run with no learner unless a
+    layer names one (and validate refuses one that does)."""
+    cfg = Config()
+    for layer in layers:
+        apply(cfg, layer)
+    if cfg.policy.backend in ("openai", "null") and not any(
+            "method" in layer.get("learner", {}) for layer in layers):
+        cfg.learner.method = "none"
+    cfg.validate()
+    return cfg
+
+
 def from_dict(values: dict) -> Config:
     cfg = apply(Config(), values)
     cfg.validate()

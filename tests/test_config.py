@@ -53,3 +53,39 @@ def test_resume_check():
     c = cm.apply(Config(), {"run": {"env": "other"}})
     with pytest.raises(ConfigError, match="run.env"):
         cm.check_resume(a, c)
+
+
+def test_resolve_layers_lowest_first():
+    cfg = cm.resolve([{"run": {"steps": 3, "seed": 1}}, {"run": {"steps": 4}},
+                      cm.parse_set(["run.steps=5"])])
+    assert (cfg.run.steps, cfg.run.seed) == (5, 1)
+
+
+@pytest.mark.parametrize("backend", ["null", "openai"])
+def test_no_learner_by_default_where_there_are_no_weights(backend):
+    layers = [{"policy": {"backend": backend, "base_url": "http://x/v1"}}]
+    assert cm.resolve(layers).learner.method == "none"
+    with pytest.raises(ConfigError, match="no weights to train"):  # named: refused, not dropped
+        cm.resolve(layers + [{"learner": {"method": "entropic"}}])
+    assert cm.resolve([]).learner.method == "entropic"
+
+
+def test_cli_and_ablate_layer_the_same_way():
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from discover.cli import build_config, parser
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "ablate.py"
+    spec = importlib.util.spec_from_file_location("ablate", path)
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    args = argparse.Namespace(steps=6, groups=2, group_size=8, max_new_tokens=64,
+                              set=["policy.temperature=1.0"])
+    script = ablate.config("toy", 0, args, Path("/tmp/r"),
+                           {"policy": {"backend": "null"}, "learner": {"method": "none"}})
+    cli = build_config(parser().parse_args(
+        ["run", "toy", "--steps", "6", "--seed", "0", "--run-dir", "/tmp/r", "--backend", "null",
+         "--max-new-tokens", "64", "--set", "policy.temperature=1.0"]))
+    assert script == cli
