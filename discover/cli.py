@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from discover.progress import Progress
 
     cfg = build_config(args)
-    try:
+    try:  # once: the header needs it, and the search takes it
         env = load_environment(cfg.run.env, **cfg.env)
     except ValueError as e:  # it refused its options, e.g. a timed mode on a machine without GPU
         raise ConfigError(str(e)) from e
@@ -67,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{cfg.run.groups} groups x {cfg.run.group_size}, model {cfg.policy.model}, "
           f"learner {cfg.learner.method}", file=sys.stderr)
     try:
-        run_dir = search.run(cfg, resume=args.resume, on_step=Progress(cfg.run.env, env.direction))
+        run_dir = search.run(cfg, resume=args.resume, env=env,
+                             on_step=Progress(cfg.run.env, env.direction))
     except search.Interrupted as e:
         print(f"\ndiscover: interrupted: {e}\nresume with: {e.resume}", file=sys.stderr)
         return 130
