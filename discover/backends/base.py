@@ -68,6 +68,19 @@ class Policy(Protocol):
         """Release what the backend holds (actors, GPU memory, connections)."""
 
 
+def check_sample_args(prompts: list[str], n: int, max_new_tokens: int, temperature: float, *,
+                      greedy_at_zero: bool = False) -> None:
+    """What every backend's `sample` refuses before it starts. Temperature must be positive
+    where the backend divides the logits by it; `greedy_at_zero`: it may be 0 (an endpoint
+    then samples greedily)."""
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a list of strings")
+    ok, bound = (temperature >= 0, ">= 0") if greedy_at_zero else (temperature > 0, "> 0")
+    if n < 1 or max_new_tokens < 1 or not ok:
+        raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1 and temperature {bound}; got "
+                         f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+
+
 def stopped(text: str, stop: Sequence[str]) -> bool:
     """Whether a completion holds one of the `stop` texts at the start of a line (the completion
     starts one: a prefill ends with a newline)."""
