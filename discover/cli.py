@@ -15,7 +15,13 @@ from discover.archive import ArchiveError, CandidateNotFound
 from discover.backends.base import BackendError
 from discover.config import Config, ConfigError
 from discover.environment import InvalidArtifact, InvalidOptions
-from discover.registry import UnknownEnvironment, canonical_name, load_environment, registered
+from discover.registry import (
+    UnknownEnvironment,
+    canonical_name,
+    load_environment,
+    recommended,
+    registered,
+)
 from discover.rundir import RunDir
 
 # --flag -> (section, key) for `discover run`; None defaults mean "not given".
@@ -31,8 +37,8 @@ RUN_FLAGS = {
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The run's config from its layers (config.resolve): saved run config (on --resume) <-
-    --config FILE <- flags <- --set."""
+    """The run's config from its layers (config.resolve): the environment's recommended
+    settings <- saved run config (on --resume) <- --config FILE <- flags <- --set."""
     layers: list[dict] = []
     if args.resume:
         if not args.run_dir:
@@ -51,7 +57,7 @@ def build_config(args: argparse.Namespace) -> Config:
         if value is not None:
             flags.setdefault(section, {})[key] = value
     layers += [flags, config_mod.parse_set(args.set or [])]
-    return config_mod.resolve(layers)
+    return config_mod.resolve(layers, recommended)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -171,7 +177,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  resources")
+    print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  {'resources':<14}  "
+          "recommended settings")
     for name, ep in sorted(registered().items()):
         try:
             d = ep.load().describe()
@@ -179,7 +186,11 @@ def cmd_envs(args: argparse.Namespace) -> int:
             print(f"{name:<20} (failed to load: {type(e).__name__}: {e})")
             continue
         res = f"{d['cpu_slots']} CPU" + (f", {d['gpus']} GPU" if d["gpus"] else "")
-        print(f"{name:<20} {d['direction']:<9} {d['language']:<8} {d['time_budget_s']:>8g}  {res}")
+        settings = " ".join(f"{section}.{key}={value}"
+                            for section, items in d["recommended"].items()
+                            for key, value in items.items())
+        print(f"{name:<20} {d['direction']:<9} {d['language']:<8} {d['time_budget_s']:>8g}  "
+              f"{res:<14}  {settings or '-'}")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,13 +239,22 @@ def dumps(cfg: Config) -> str:
     return "\n".join(lines)
 
 
-def resolve(layers: list[dict[str, dict[str, Any]]]) -> Config:
+def resolve(layers: list[dict[str, dict[str, Any]]],
+            env_defaults: Callable[[str], dict[str, dict[str, Any]]] | None = None) -> Config:
     """The config of a run from layers of {section: {key: value}}, lowest first, over the
     defaults; the CLI's: saved run config (on --resume) <- --config FILE <- flags <- --set.
+    `env_defaults(env name)` (registry.recommended) gives the layer right above the defaults:
+    the settings the run's environment (run.env as the layers leave it) recommends. On resume
+    the saved config already holds the values they resolved to.
 
     Then the rule that depends on what the layers gave: learning is the default only where
     there are weights to train, so the openai and null backends run with no learner unless a
     layer names one (and validate refuses one that does)."""
+    if env_defaults is not None:
+        env = Config().run.env
+        for layer in layers:
+            env = layer.get("run", {}).get("env", env)
+        layers = [env_defaults(env), *layers]
     cfg = Config()
     for layer in layers:
         apply(cfg, layer)

@@ -7,6 +7,7 @@ an entry-point group; a problem folder is found by its path).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -82,6 +83,10 @@ class Environment:
     # seed)"; "" when a program is a whole program (C++ reading stdin)
     max_code_chars: ClassVar[int] = 4000  # of the parent's program shown (head and tail kept)
     max_parallel: ClassVar[int] = 0  # evaluations at once, at most (0: as many as the cores)
+    # Settings a run of this environment starts from, as config sections, e.g. {"policy":
+    # {"temperature": 1.0}}: a layer right above the config's defaults, below everything else
+    # (config.resolve). Set one only where a measurement supports it.
+    recommended: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -183,7 +188,8 @@ class Environment:
         return {"name": cls.name, "direction": cls.direction, "language": cls.language,
                 "time_budget_s": cls.time_budget_s, "cpu_slots": cls.cpu_slots,
                 "gpus": cls.gpus, "sandbox_packages": list(cls.sandbox_packages),
-                "sandbox_paths": list(cls.sandbox_paths)}
+                "sandbox_paths": list(cls.sandbox_paths),
+                "recommended": copy.deepcopy(cls.recommended)}
 
 
 def refuse_unknown(env_name: str, options: dict, known: tuple[str, ...]) -> None:

@@ -7,6 +7,7 @@ contract never imports what implements it.
 
 from __future__ import annotations
 
+import copy
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ class UnknownEnvironment(KeyError):
 def registered() -> dict[str, Any]:
     """Installed environments by name: {name: entry point}."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def recommended(name: str) -> dict[str, dict[str, Any]]:
+    """The settings environment `name` recommends, as config sections (Environment.recommended);
+    {} for a problem folder, and for a name that is not installed (the run refuses it later,
+    naming what is)."""
+    eps = registered()
+    return copy.deepcopy(eps[name].load().recommended) if name in eps else {}
 
 
 def canonical_name(name: str) -> str:

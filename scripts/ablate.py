@@ -43,7 +43,7 @@ import numpy as np
 from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
-from discover.registry import load_environment
+from discover.registry import load_environment, recommended
 from discover.rundir import RunDir
 from discover.search import run
 
@@ -60,12 +60,12 @@ BASELINE = "none+puct"
 
 def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path,
            *arm: dict) -> Config:
-    """The config of one run: the script's settings <- its --set <- what the run (`arm`) sets,
-    layered as the CLI layers a run's (config.resolve)."""
+    """The config of one run: the environment's recommended settings <- the script's settings <-
+    its --set <- what the run (`arm`) sets, layered as the CLI layers a run's (config.resolve)."""
     mine = {"run": {"env": env, "seed": seed, "run_dir": str(run_dir), "steps": args.steps,
                     "groups": args.groups, "group_size": args.group_size},
             "policy": {"max_new_tokens": args.max_new_tokens}}
-    return config_mod.resolve([mine, config_mod.parse_set(args.set), *arm])
+    return config_mod.resolve([mine, config_mod.parse_set(args.set), *arm], recommended)
 
 
 def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Path:

@@ -29,3 +29,14 @@ def test_the_cli_hands_its_environment_to_the_search(monkeypatch):
     monkeypatch.setattr(search, "run", lambda cfg, **kw: given.append(kw["env"]) or "RUN")
     assert cli.main(["run", "toy", "--backend", "null"]) == 0
     assert len(loaded) == 1 and given[0].name == "toy"
+
+
+def test_a_plain_erdos_run_stores_the_values_it_resolved(tmp_path):
+    from discover import config as cm
+
+    cfg = cli.build_config(cli.parser().parse_args(
+        ["run", "erdos", "--backend", "null", "--run-dir", str(tmp_path / "r")]))
+    parts, _ = search.prepare_run(cfg, False, None)
+    search.close_run(parts)
+    saved = cm.load_toml(tmp_path / "r" / "config.toml")
+    assert (saved["policy"]["temperature"], saved["policy"]["max_new_tokens"]) == (1.0, 64)

@@ -37,6 +37,11 @@ class ErdosEnvironment(Environment):
     # The work a program is handed as `iters` (arrays.iterations_option): the starter makes this
     # many moves in about 0.8 s on an idle core (AMD EPYC).
     iterations: ClassVar[int] = 40000
+    # The block holds only the knobs, so the answer is two lines: 64 new tokens hold it, and the
+    # method's temperature 1.0 keeps a third to a half valid while the model edits a knob; at 0.4
+    # it copies the block (docs/benchmarks.md, "The knob-only block at temperature 1.0").
+    recommended: ClassVar[dict[str, dict[str, Any]]] = {
+        "policy": {"temperature": 1.0, "max_new_tokens": 64}}
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
