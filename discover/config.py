@@ -253,7 +253,8 @@ def resolve(layers: list[dict[str, dict[str, Any]]],
     if env_defaults is not None:
         env = Config().run.env
         for layer in layers:
-            env = layer.get("run", {}).get("env", env)
+            run = layer.get("run")
+            env = run.get("env", env) if isinstance(run, dict) else env  # (apply names a bad one)
         layers = [env_defaults(env), *layers]
     cfg = Config()
     for layer in layers:

@@ -149,3 +149,8 @@ def test_the_plain_erdos_command_is_the_demo():
     assert cli_config(*demo) == plain
     assert plain == cli_config("erdos", "--steps", "6", "--run-dir", "/tmp/demo",
                                "--max-new-tokens", "64", "--set", "policy.temperature=1.0")
+
+
+def test_a_malformed_layer_is_named_with_environment_defaults_on():
+    with pytest.raises(ConfigError, match=r"\[run\] must be a table"):
+        cm.resolve([{"run": 5}], lambda env: {})
