@@ -1,5 +1,6 @@
 """What an environment whose program is `solve(parent, iters, seed)` returning an array needs:
-running it in the sandbox, reading its artefact, checking its numbers (AC1, AC2, circle packing).
+its `iterations` option, running it in the sandbox, reading its artefact, checking its numbers
+(Erdős, AC1, AC2, circle packing).
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def run_solve(env: Environment, program: str, parent: np.ndarray | None, seed: i
             f"dtype {value.dtype}, shape {value.shape}", wall_s=res.wall_s), res.wall_s,
             res.stdout)
     return Solved(value, None, res.wall_s, res.stdout)
+
+
+def iterations_option(value: Any, default: int) -> int:
+    """The `iterations` option ([env] iterations): the work a program is handed as `iters`,
+    `default` (the environment's) when not given; raises ValueError unless an integer >= 1.
+    Counting work, not seconds, makes a program's result depend on the program, its parent and
+    its seed only; time_budget_s is only the sandbox's wall limit."""
+    iterations = default if value is None else value
+    if not (isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 1):
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    return iterations
 
 
 def real_array(values: Any, what: str) -> np.ndarray:

@@ -14,12 +14,12 @@ from discover import config as config_mod
 from discover.archive import ArchiveError, CandidateNotFound
 from discover.backends.base import BackendError
 from discover.config import Config, ConfigError
-from discover.environment import (
-    InvalidArtifact,
-    InvalidOptions,
+from discover.environment import InvalidArtifact, InvalidOptions
+from discover.registry import (
     UnknownEnvironment,
     canonical_name,
     load_environment,
+    recommended,
     registered,
 )
 from discover.rundir import RunDir
@@ -37,20 +37,18 @@ RUN_FLAGS = {
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Defaults <- saved run config (on --resume) <- --config FILE <- flags <- --set."""
-    values: dict = {}
+    """The run's config from its layers (config.resolve): the environment's recommended
+    settings <- saved run config (on --resume) <- --config FILE <- flags <- --set."""
+    layers: list[dict] = []
     if args.resume:
         if not args.run_dir:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         saved = RunDir(args.run_dir).config
         if not saved.exists():
             raise ConfigError(f"cannot resume: {saved} not found")
-        values = config_mod.load_toml(saved)
-    cfg = config_mod.apply(Config(), values)
-    layers = [values]
+        layers.append(config_mod.load_toml(saved))
     if args.config:
         layers.append(config_mod.load_toml(args.config))
-        config_mod.apply(cfg, layers[-1])
     flags: dict = {"run": {"env": canonical_name(args.env)}}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag)
@@ -58,14 +56,8 @@ def build_config(args: argparse.Namespace) -> Config:
             value = ",".join(value)
         if value is not None:
             flags.setdefault(section, {})[key] = value
-    config_mod.apply(cfg, flags)
     layers += [flags, config_mod.parse_set(args.set or [])]
-    config_mod.apply(cfg, layers[-1])
-    if cfg.policy.backend in ("openai", "null") and not any(
-            "method" in layer.get("learner", {}) for layer in layers):
-        cfg.learner.method = "none"  # learning is the default where there are weights to train
-    cfg.validate()
-    return cfg
+    return config_mod.resolve(layers, recommended)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -73,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from discover.progress import Progress
 
     cfg = build_config(args)
-    try:
+    try:  # once: the header needs it, and the search takes it
         env = load_environment(cfg.run.env, **cfg.env)
     except ValueError as e:  # it refused its options, e.g. a timed mode on a machine without GPU
         raise ConfigError(str(e)) from e
@@ -81,7 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{cfg.run.groups} groups x {cfg.run.group_size}, model {cfg.policy.model}, "
           f"learner {cfg.learner.method}", file=sys.stderr)
     try:
-        run_dir = search.run(cfg, resume=args.resume, on_step=Progress(cfg.run.env, env.direction))
+        run_dir = search.run(cfg, resume=args.resume, env=env,
+                             on_step=Progress(cfg.run.env, env.direction))
     except search.Interrupted as e:
         print(f"\ndiscover: interrupted: {e}\nresume with: {e.resume}", file=sys.stderr)
         return 130
@@ -184,7 +177,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  resources")
+    print(f"{'name':<20} {'direction':<9} {'language':<8} {'budget_s':>8}  {'resources':<14}  "
+          "recommended settings")
     for name, ep in sorted(registered().items()):
         try:
             d = ep.load().describe()
@@ -192,7 +186,11 @@ def cmd_envs(args: argparse.Namespace) -> int:
             print(f"{name:<20} (failed to load: {type(e).__name__}: {e})")
             continue
         res = f"{d['cpu_slots']} CPU" + (f", {d['gpus']} GPU" if d["gpus"] else "")
-        print(f"{name:<20} {d['direction']:<9} {d['language']:<8} {d['time_budget_s']:>8g}  {res}")
+        settings = " ".join(f"{section}.{key}={value}"
+                            for section, items in d["recommended"].items()
+                            for key, value in items.items())
+        print(f"{name:<20} {d['direction']:<9} {d['language']:<8} {d['time_budget_s']:>8g}  "
+              f"{res:<14}  {settings or '-'}")
     return 0
 
 

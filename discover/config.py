@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,33 @@ def dumps(cfg: Config) -> str:
         lines += [f"{k} = {_toml_value(v)}" for k, v in items.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def resolve(layers: list[dict[str, dict[str, Any]]],
+            env_defaults: Callable[[str], dict[str, dict[str, Any]]] | None = None) -> Config:
+    """The config of a run from layers of {section: {key: value}}, lowest first, over the
+    defaults; the CLI's: saved run config (on --resume) <- --config FILE <- flags <- --set.
+    `env_defaults(env name)` (registry.recommended) gives the layer right above the defaults:
+    the settings the run's environment (run.env as the layers leave it) recommends. On resume
+    the saved config already holds the values they resolved to.
+
+    Then the rule that depends on what the layers gave: learning is the default only where
+    there are weights to train, so the openai and null backends run with no learner unless a
+    layer names one (and validate refuses one that does)."""
+    if env_defaults is not None:
+        env = Config().run.env
+        for layer in layers:
+            run = layer.get("run")
+            env = run.get("env", env) if isinstance(run, dict) else env  # (apply names a bad one)
+        layers = [env_defaults(env), *layers]
+    cfg = Config()
+    for layer in layers:
+        apply(cfg, layer)
+    if cfg.policy.backend in ("openai", "null") and not any(
+            "method" in layer.get("learner", {}) for layer in layers):
+        cfg.learner.method = "none"
+    cfg.validate()
+    return cfg
 
 
 def from_dict(values: dict) -> Config:

@@ -243,7 +243,7 @@ def check_sandbox() -> list[Check]:
 def check_compiler(cxx: str = "") -> Check:
     """g++ (or $CXX) compiles and runs a hello world with -std=gnu++20 (C++ environments)."""
     cxx = cxx or os.environ.get("CXX", "g++")
-    from discover.environment import registered
+    from discover.registry import registered
 
     users = sorted(n for n, ep in registered().items() if _language(ep) == "cpp")
     needed = f" (needed by: {', '.join(users)})" if users else ""

@@ -1,20 +1,18 @@
-"""The environment contract (docs/ARCHITECTURE.md) and the registry of installed environments.
+"""The environment contract (docs/ARCHITECTURE.md); the checks and helpers environments share.
 
 An environment is one problem: a statement, a way to run a candidate program and score what
-it produces, and a direction. Environments register under the entry-point group
-`discover.environments`; third-party packages register the same way.
+it produces, and a direction. registry.py finds one by name (installed packages register under
+an entry-point group; a problem folder is found by its path).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
-
-ENTRY_POINT_GROUP = "discover.environments"
 
 # Every way a candidate can fail; each maps to the environment's failure reward.
 FAILURE_KINDS = (
@@ -85,6 +83,10 @@ class Environment:
     # seed)"; "" when a program is a whole program (C++ reading stdin)
     max_code_chars: ClassVar[int] = 4000  # of the parent's program shown (head and tail kept)
     max_parallel: ClassVar[int] = 0  # evaluations at once, at most (0: as many as the cores)
+    # Settings a run of this environment starts from, as config sections, e.g. {"policy":
+    # {"temperature": 1.0}}: a layer right above the config's defaults, below everything else
+    # (config.resolve). Set one only where a measurement supports it.
+    recommended: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -186,7 +188,8 @@ class Environment:
         return {"name": cls.name, "direction": cls.direction, "language": cls.language,
                 "time_budget_s": cls.time_budget_s, "cpu_slots": cls.cpu_slots,
                 "gpus": cls.gpus, "sandbox_packages": list(cls.sandbox_packages),
-                "sandbox_paths": list(cls.sandbox_paths)}
+                "sandbox_paths": list(cls.sandbox_paths),
+                "recommended": copy.deepcopy(cls.recommended)}
 
 
 def refuse_unknown(env_name: str, options: dict, known: tuple[str, ...]) -> None:
@@ -209,16 +212,6 @@ class InvalidOptions(ValueError):
     """Options (the [env] config section) that the environment refuses."""
 
 
-class UnknownEnvironment(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
-        return str(self.args[0])
-
-
-def registered() -> dict[str, Any]:
-    """Installed environments by name: {name: entry point}."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
     """(program, seed) of an artefact that is a program run with a seed (AHC, denoising,
     TriMul): {"program": source, "seed": int, default 0}. `entry` says what the program is;
@@ -232,35 +225,3 @@ def program_and_seed(artifact: Any, entry: str) -> tuple[str, int]:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArtifact(f"the artefact's 'seed' must be an integer, got {seed!r}")
     return program, seed
-
-
-def canonical_name(name: str) -> str:
-    """An installed environment's name as given; a problem folder's as its absolute path (a run
-    stores it, and the scorers, another process, open it by that name)."""
-    from discover.problem_folder import is_folder_name
-
-    if name in registered() or not is_folder_name(name):
-        return name
-    return str(Path(name).expanduser().resolve())
-
-
-def load_environment(name: str, **options: Any) -> Environment:
-    from discover.problem_folder import FolderEnvironment, is_folder_name
-
-    eps = registered()
-    if name not in eps and is_folder_name(name):
-
-        try:  # an OpenEvolve or ShinkaEvolve problem folder, run as it is
-            return FolderEnvironment(name, **options)
-        except (TypeError, ValueError) as e:
-            raise InvalidOptions(str(e)) from e
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none"
-        raise UnknownEnvironment(
-            f"unknown environment {name!r}; installed: {known}. "
-            f"A plugin registers under the entry-point group '{ENTRY_POINT_GROUP}'.")
-    cls = eps[name].load()
-    try:
-        return cls(**options)
-    except (TypeError, ValueError) as e:  # a bad option names itself at the boundary
-        raise InvalidOptions(f"environment {name!r}: {e}") from e

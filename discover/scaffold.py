@@ -141,7 +141,7 @@ def solve(parent, iters, seed):
     return x
 '''
 
-TEST = '''from discover.environment import load_environment, registered
+TEST = '''from discover.registry import load_environment, registered
 
 GOOD = """
 import numpy as np
@@ -204,7 +204,7 @@ class Environment(FolderEnvironment):
         self.name = "{name}"
 '''
 
-FOLDER_TEST = '''from discover.environment import load_environment, registered
+FOLDER_TEST = '''from discover.registry import load_environment, registered
 
 
 def test_registered():

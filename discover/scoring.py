@@ -14,7 +14,8 @@ from discover import prompt
 from discover.archive import Candidate, dedup_key
 from discover.backends.base import Sample
 from discover.config import ConfigError
-from discover.environment import Environment, Evaluation, Parent, load_environment
+from discover.environment import Environment, Evaluation, Parent
+from discover.registry import load_environment
 from discover.threads import CHOICE
 
 AUTH_HINT = ("a Ray cluster started with token authentication (RAY_AUTH_MODE=token on its "

@@ -43,7 +43,7 @@ import numpy as np
 from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
-from discover.environment import load_environment
+from discover.registry import load_environment, recommended
 from discover.rundir import RunDir
 from discover.search import run
 
@@ -58,13 +58,14 @@ ARMS = {  # name: (learner, selection, backend, extra config)
 BASELINE = "none+puct"
 
 
-def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path) -> Config:
-    cfg = Config()
-    cfg.run.env, cfg.run.seed, cfg.run.run_dir = env, seed, str(run_dir)
-    cfg.run.steps, cfg.run.groups, cfg.run.group_size = args.steps, args.groups, args.group_size
-    cfg.policy.max_new_tokens = args.max_new_tokens
-    config_mod.apply(cfg, config_mod.parse_set(args.set))
-    return cfg
+def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path,
+           *arm: dict) -> Config:
+    """The config of one run: the environment's recommended settings <- the script's settings <-
+    its --set <- what the run (`arm`) sets, layered as the CLI layers a run's (config.resolve)."""
+    mine = {"run": {"env": env, "seed": seed, "run_dir": str(run_dir), "steps": args.steps,
+                    "groups": args.groups, "group_size": args.group_size},
+            "policy": {"max_new_tokens": args.max_new_tokens}}
+    return config_mod.resolve([mine, config_mod.parse_set(args.set), *arm], recommended)
 
 
 def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Path:
@@ -72,19 +73,18 @@ def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Pa
     rd = out / f"init-{env}-s{seed}"
     if RunDir(rd).holds_run():
         return rd
-    cfg = config(env, seed, args, rd)
-    cfg.run.steps, cfg.run.groups, cfg.run.group_size = 1, 1, 1
-    cfg.policy.backend, cfg.learner.method = "null", "none"
-    return run(cfg)
+    return run(config(env, seed, args, rd, {"run": {"steps": 1, "groups": 1, "group_size": 1},
+                                            "policy": {"backend": "null"},
+                                            "learner": {"method": "none"}}))
 
 
 def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
             out: Path) -> dict:
     learner, selection, backend, extra = ARMS[arm]
-    cfg = config(env, seed, args, out / f"{env}-{arm}-s{seed}")
-    cfg.policy.backend, cfg.run.selection, cfg.learner.method = backend, selection, learner
-    cfg.run.init_from = str(init)
-    config_mod.apply(cfg, config_mod.parse_set(extra))
+    cfg = config(env, seed, args, out / f"{env}-{arm}-s{seed}",
+                 {"policy": {"backend": backend}, "learner": {"method": learner},
+                  "run": {"selection": selection, "init_from": str(init)}},
+                 config_mod.parse_set(extra))
     rd = Path(cfg.run.run_dir)
     if stored_steps(rd) >= args.steps:  # finished by an earlier call of this script: reuse it
         return summarise(rd) | {"seconds": step_seconds(rd)}

@@ -35,8 +35,8 @@ from transformers import DynamicCache, StaticCache
 
 from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
-from discover.environment import load_environment
 from discover.model import shared_prefix
+from discover.registry import load_environment
 
 
 class Linears:

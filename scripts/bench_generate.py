@@ -37,7 +37,7 @@ from bench_setup import initial_prompts
 
 from discover.backends.hf import HFPolicy
 from discover.doctor import cpu_model
-from discover.environment import load_environment
+from discover.registry import load_environment
 
 TARGET = 0.9
 

@@ -39,8 +39,8 @@ from learning_curve import tree_rss_bytes
 
 from discover.backends.hf import HFPolicy
 from discover.config import Config
-from discover.environment import load_environment
 from discover.learners.peft import PeftLearner, lora_modules
+from discover.registry import load_environment
 from discover.rundir import RunDir
 
 MEMORY_TARGET_GB = 8.0

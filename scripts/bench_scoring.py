@@ -26,7 +26,7 @@ import time
 
 import ray
 
-from discover.environment import load_environment
+from discover.registry import load_environment
 from discover.scoring import ScorerPool, start_ray
 
 ENV = "erdos"

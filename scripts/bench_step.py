@@ -1,10 +1,10 @@
 """Samples per hour of a whole step, learning on: the default step against today's step shape.
 
-One step here is what `discover.search.run_step` does for steps 3-6, with the same parts: the
-embedded SmolLM2 samples G completions of each of B Erdős prompts (the environment's initial
-states with the starter program, answered in its editable block with the prefill), every
-program goes through the real sandbox on a local Ray scorer pool (`GroupScorer`, as the search
-uses it), and the LoRA learner takes one step on the result.
+One step here is what `discover.search.run_step` does in phases 3-5 (sample, score, learn),
+with the same parts: the embedded SmolLM2 samples G completions of each of B Erdős prompts
+(the environment's initial states with the starter program, answered in its editable block
+with the prefill), every program goes through the real sandbox on a local Ray scorer pool
+(`GroupScorer`, as the search uses it), and the LoRA learner takes one step on the result.
 Rewards are the environment's plus a tie-break of 1e-3 x the sample's index, so that every group
 has unequal rewards and every completion carries a gradient (the most work a step can do; with
 the small model most Erdős programs fail, all rewards of a group would be equal and the learner
@@ -45,8 +45,9 @@ from discover import prompt
 from discover.backends.hf import HFPolicy
 from discover.config import Config
 from discover.doctor import cpu_model
-from discover.environment import Parent, load_environment
+from discover.environment import Parent
 from discover.learners.peft import PeftLearner
+from discover.registry import load_environment
 from discover.scoring import GroupScorer, ScorerPool, start_ray
 
 TARGET = 3.0

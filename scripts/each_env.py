@@ -34,7 +34,7 @@ from pathlib import Path
 
 from discover.doctor import cpu_model
 from discover.edits import code_only
-from discover.environment import load_environment
+from discover.registry import load_environment
 from discover.rundir import RunDir
 
 ENVS = {  # name: options that keep one program's scoring short (Erdős, AC and circle packing

@@ -34,8 +34,9 @@ import ray
 
 from discover.archive import Archive, Candidate
 from discover.backends.base import Sample
-from discover.environment import Parent, load_environment
+from discover.environment import Parent
 from discover.puct import Puct
+from discover.registry import load_environment
 from discover.rundir import RunDir
 from discover.sandbox import UID_BASE, WORLD_WRITABLE, isolation  # public names only
 from discover.scoring import ScorerPool, score_groups

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from discover import prompt
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
+from discover.registry import load_environment
 from environments.ahc039 import AHC039Environment
 from environments.ahc039.problem import (
     COORD_MAX,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from discover import prompt, sandbox
-from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent, load_environment
+from discover.environment import FAILURE_KINDS, InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.ahc058 import AHC058Environment
 from environments.ahc058 import problem as p58
 from environments.ahc_common import compile_cpp, run_binary

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.autocorrelation import (
     AC1Environment,
     AC2Environment,

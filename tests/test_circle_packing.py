@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from busy import busy_cores
 
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.circle_packing import (
     CirclePacking26,
     CirclePacking32,

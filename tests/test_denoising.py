@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from discover import prompt
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.denoising import (
     Anchors,
     DenoisingEnvironment,

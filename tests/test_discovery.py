@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from discover.environment import load_environment
+from discover.registry import load_environment
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from busy import busy_cores
 
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.erdos import ErdosEnvironment, exact_c5, normalise, score
 from environments.erdos.scoring import c5, c5_direct, c5_fft
 

@@ -106,12 +106,12 @@ def test_engine_dtype_follows_the_device_and_the_cpus_bf16_support():
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
 def test_vllm_backend_without_vllm_says_how_to_install():
-    from discover.backends.base import make_policy
+    from discover.backends.factory import make_policy
     from discover.backends.vllm import VLLMPolicy
 
     with pytest.raises(ImportError, match=r"pip install 'discover\[gpu\]'"):
         VLLMPolicy("unused")
-    # backends.base.make_policy no longer falls back to transformers for "vllm".
+    # backends.factory.make_policy no longer falls back to transformers for "vllm".
     with pytest.raises(ImportError) as e:
         make_policy(cfg_with(policy={"backend": "vllm"}))
     assert str(e.value) == INSTALL_HINT

@@ -13,10 +13,11 @@ from discover import prompt
 from discover.backends.base import Sample
 from discover.backends.hf import HFPolicy
 from discover.config import Config, ConfigError
-from discover.environment import Parent, load_environment
+from discover.environment import Parent
 from discover.learners.config import LearnerConfig, size_rule_lr
 from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
+from discover.registry import load_environment
 
 OLD = dict(lr=4e-5, lora_rank=16, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"],
            betas=[0.9, 0.999])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from discover.backends.base import check_sample_args
+
 PROMPTS = ["Say hi.", "Write a Python function that returns the sum of a list of numbers."]
 N, NEW = 3, 16
 
@@ -157,6 +159,18 @@ def test_different_seeds_differ(hf, groups):
     other = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=8)
     assert texts(other) != texts(groups)
     assert len({s.text for s in groups[1]}) > 1  # the n samples of one prompt differ too
+
+
+def test_one_check_of_sample_arguments():
+    check_sample_args(["p"], 1, 1, 0.0, greedy_at_zero=True)  # an endpoint samples greedily
+    with pytest.raises(ValueError, match="temperature > 0; got n=1, max_new_tokens=1"):
+        check_sample_args(["p"], 1, 1, 0.0)
+    with pytest.raises(ValueError, match="temperature >= 0"):
+        check_sample_args(["p"], 1, 1, -1.0, greedy_at_zero=True)
+    with pytest.raises(ValueError, match="max_new_tokens >= 1"):
+        check_sample_args(["p"], 1, 0, 1.0)
+    with pytest.raises(TypeError, match="list of strings"):
+        check_sample_args("p", 1, 1, 1.0)
 
 
 @pytest.mark.slow

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from discover.environment import InvalidOptions, canonical_name, load_environment
+from discover.environment import InvalidOptions
 from discover.problem_folder import FolderEnvironment, read_folder
+from discover.registry import canonical_name, load_environment
 from tests.folders import (
     FM_EVALUATOR,
     FM_INITIAL,

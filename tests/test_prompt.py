@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from discover import evolve_block, prompt
-from discover.environment import Parent, load_environment
+from discover.environment import Parent
 from discover.extract import extract_code
+from discover.registry import load_environment
 
 ERDOS = load_environment("erdos", iterations=20000)  # half a run's work: a quicker test
 STARTER = ERDOS.starter_program()

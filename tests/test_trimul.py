@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from discover.cli import main as cli_main
-from discover.environment import InvalidArtifact, Parent, load_environment
+from discover.environment import InvalidArtifact, Parent
 from discover.prompt import render
+from discover.registry import load_environment
 from environments.trimul import (
     BENCHMARKS,
     TESTS,

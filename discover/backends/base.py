@@ -1,5 +1,5 @@
-"""The sampling interface every backend implements (text, token ids and sampling log-probs), the
-helpers the backends share, and the factory that makes one from the [policy] section."""
+"""The sampling interface every backend implements (text, token ids and sampling log-probs) and
+the helpers the backends share; factory.py makes one from the [policy] section."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from discover.config import Config
     from discover.rundir import RunDir
 
 
@@ -69,6 +68,19 @@ class Policy(Protocol):
         """Release what the backend holds (actors, GPU memory, connections)."""
 
 
+def check_sample_args(prompts: list[str], n: int, max_new_tokens: int, temperature: float, *,
+                      greedy_at_zero: bool = False) -> None:
+    """What every backend's `sample` refuses before it starts. Temperature must be positive
+    where the backend divides the logits by it; `greedy_at_zero`: it may be 0 (an endpoint
+    then samples greedily)."""
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a list of strings")
+    ok, bound = (temperature >= 0, ">= 0") if greedy_at_zero else (temperature > 0, "> 0")
+    if n < 1 or max_new_tokens < 1 or not ok:
+        raise ValueError(f"sample needs n >= 1, max_new_tokens >= 1 and temperature {bound}; got "
+                         f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+
+
 def stopped(text: str, stop: Sequence[str]) -> bool:
     """Whether a completion holds one of the `stop` texts at the start of a line (the completion
     starts one: a prefill ends with a newline)."""
@@ -100,41 +112,6 @@ def prompt_seed(seed: int, index: int) -> int:
     """A 31-bit seed per (call seed, prompt index); vLLM adds the sample index to it."""
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 33
-
-
-def make_policy(cfg: Config) -> Policy:
-    """The backend the [policy] section names (FunSearch's funsearch.py wiring is the model)."""
-    p = cfg.policy
-    if p.backend == "openai":
-        from discover.backends.openai import OpenAIPolicy
-
-        return OpenAIPolicy(base_url=p.base_url, model=p.model, api_key_env=p.api_key_env,
-                            timeout_s=p.request_timeout_s)
-    if p.backend == "vllm":  # generator actors on Ray GPUs (docs/gpu.md)
-        import ray
-
-        from discover.backends.vllm import VLLMPolicy, check_gpus, require_vllm
-        from discover.model.store import resolve_model
-
-        require_vllm()
-        learning = cfg.learner.method != "none"
-        learner_gpus = cfg.learner.gpus if learning and cfg.learner_backend() == "trl" else 0.0
-        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
-        gpus = p.generator_gpus if cluster_gpus > 0 else 0.0  # no GPUs: vLLM's CPU build
-        check_gpus(p.generators * gpus + learner_gpus, cluster_gpus)
-        return VLLMPolicy(str(resolve_model(p.model)), generators=p.generators,
-                          gpus=gpus, enable_lora=learning,
-                          lora_rank=cfg.learner.lora_rank,
-                          gpu_memory_utilization=p.gpu_memory_utilization,
-                          max_model_len=p.max_model_len, seed=cfg.run.seed)
-    if p.backend == "null":  # no model: children re-run their parent's program (ablation)
-        from discover.backends.null import NullPolicy
-
-        return NullPolicy()
-    from discover.backends.hf import HFPolicy
-
-    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size,
-                    shared_prefill=p.shared_prefill, onednn=p.onednn)
 
 
 def publish_adapter(policy: Policy, rd: RunDir) -> None:

@@ -27,7 +27,14 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from discover.backends.base import Policy, Sample, chat_ids, prefills, stopped
+from discover.backends.base import (
+    Policy,
+    Sample,
+    chat_ids,
+    check_sample_args,
+    prefills,
+    stopped,
+)
 from discover.model import cpu_linear, shared_prefix
 from discover.model.logprobs import device_of
 from discover.model.store import MissingModel, resolve_model
@@ -89,11 +96,7 @@ class HFPolicy(Policy):
                on_sample: Callable[[int, int, Sample], None] | None = None) -> list[list[Sample]]:
         """See Policy.sample; `on_sample(prompt index, sample index, sample)` is called as soon
         as each completion exists (a row stops at its EOS or `stop` while the others go on)."""
-        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError("prompts must be a list of strings")
-        if n < 1 or max_new_tokens < 1 or not temperature > 0:
-            raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
-                             f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+        check_sample_args(prompts, n, max_new_tokens, temperature)
         t0 = time.monotonic()
         fills = prefills(prefill, len(prompts))
         encoded = [self.encode(p, f) for p, f in zip(prompts, fills, strict=True)]

@@ -35,7 +35,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import openai
 
-from discover.backends.base import BackendError, Policy, Sample, prefills, prompt_seed
+from discover.backends.base import (
+    BackendError,
+    Policy,
+    Sample,
+    check_sample_args,
+    prefills,
+    prompt_seed,
+)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_WAIT_S = 60.0  # the longest Retry-After honoured; longer ones fail the request
@@ -81,11 +88,7 @@ class OpenAIPolicy(Policy):
                seed: int, prefill: str | list[str] = "", stop: Sequence[str] = (),
                on_sample: Callable[[int, int, Sample], None] | None = None
                ) -> list[list[Sample]]:
-        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError("prompts must be a list of strings")
-        if n < 1 or max_new_tokens < 1 or temperature < 0:
-            raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature >= 0; got "
-                             f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+        check_sample_args(prompts, n, max_new_tokens, temperature, greedy_at_zero=True)
         t0 = time.monotonic()
         self._usage = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "reasoning_tokens": 0}

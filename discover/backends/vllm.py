@@ -33,7 +33,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from discover.backends.base import Policy, Sample, chat_ids, prefills, prompt_seed
+from discover.backends.base import (
+    Policy,
+    Sample,
+    chat_ids,
+    check_sample_args,
+    prefills,
+    prompt_seed,
+)
 
 INSTALL_HINT = ("the vllm backend needs vLLM, which is not installed in this environment: "
                 "run `bash scripts/setup_vllm.sh` and use its venv (`. .venv-vllm/bin/activate`); "
@@ -258,11 +265,7 @@ class VLLMPolicy(Policy):
                ) -> list[list[Sample]]:
         import ray
 
-        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError("prompts must be a list of strings")
-        if n < 1 or max_new_tokens < 1 or not temperature > 0:
-            raise ValueError("sample needs n >= 1, max_new_tokens >= 1 and temperature > 0; got "
-                             f"n={n}, max_new_tokens={max_new_tokens}, temperature={temperature}")
+        check_sample_args(prompts, n, max_new_tokens, temperature)
         fills = prefills(prefill, len(prompts))
         t0 = time.monotonic()
         k = len(self.actors)

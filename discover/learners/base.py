@@ -1,12 +1,11 @@
-"""What the loop calls on a learner, and the factory that makes one from the [learner] section."""
+"""What the loop calls on a learner (factory.py makes one from the [learner] section)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
 
-from discover.backends.base import Policy, Sample
-from discover.config import Config
+from discover.backends.base import Sample
 
 
 class Learner(Protocol):
@@ -28,19 +27,3 @@ class Learner(Protocol):
 
     def shutdown(self) -> None:
         """Release what the learner holds apart from the sampler (an actor, its GPU memory)."""
-
-
-def make_learner(cfg: Config, policy: Policy) -> Learner | None:
-    """The learner the [learner] section names; None for method "none" (no learning)."""
-    if cfg.learner.method == "none":
-        return None
-    lc, temperature = cfg.learner, cfg.policy.temperature  # (the sampler's, for the ratio)
-    if cfg.learner_backend() == "trl":  # its own model copy, in a Ray actor on lc.gpus GPUs
-        from discover.learners.trl import RemoteLearner
-        from discover.model.store import resolve_model
-
-        return RemoteLearner(policy, str(resolve_model(cfg.policy.model)), lc,
-                             temperature=temperature, seed=cfg.run.seed, gpus=lc.gpus)
-    from discover.learners.peft import PeftLearner
-
-    return PeftLearner(policy, lc, temperature=temperature, seed=cfg.run.seed)

@@ -15,7 +15,7 @@ from typing import Any
 from discover import config as config_mod
 from discover.archive import Archive, ArchiveError, Candidate
 from discover.config import ConfigError
-from discover.environment import registered
+from discover.registry import registered
 from discover.rundir import RunDir
 
 PROGRAM_SUFFIX = {"python": ".py", "cpp": ".cpp"}

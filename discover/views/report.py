@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canv
 from matplotlib.ticker import MaxNLocator
 
 from discover.archive import Candidate
-from discover.environment import load_environment
+from discover.registry import load_environment
 from discover.rundir import RunDir
 from discover.views.inspection import Run, better_text, fmt, open_run, run_stats
 

@@ -36,20 +36,15 @@ class AutocorrelationEnvironment(Environment):
     max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
     prompt_file: ClassVar[str] = ""
     starter_file: ClassVar[str] = ""
-    # The work a program is handed as `iters` (a subclass sets it): the starter makes this many
-    # moves in about 0.8 s on an idle core (AMD EPYC). Counting work, not seconds, makes a
-    # program's result depend on the program, its parent and its seed only; time_budget_s is
-    # only the sandbox's wall limit.
+    # The work a program is handed as `iters` (a subclass sets it; arrays.iterations_option):
+    # the starter makes this many moves in about 0.8 s on an idle core (AMD EPYC).
     iterations: ClassVar[int] = 0
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
         refuse_unknown(self.name, options, ("time_budget_s", "memory_mb", "iterations"))
         check_positive("time_budget_s", time_budget_s)
-        iterations = self.iterations if iterations is None else iterations
-        if not (isinstance(iterations, int) and not isinstance(iterations, bool)
-                and iterations >= 1):
-            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        iterations = arrays.iterations_option(iterations, self.iterations)
         super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)

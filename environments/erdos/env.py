@@ -34,20 +34,21 @@ class ErdosEnvironment(Environment):
     score_name = "C5"
     entry = "solve(parent, iters, seed)"
     max_code_chars = 2000  # the embedded model has a small context: keep prompts < ~1500 tokens
-    # The work a program is handed as `iters`: the starter makes this many moves in about 0.8 s
-    # on an idle core (AMD EPYC). Counting work, not seconds, makes a program's result depend on
-    # the program, its parent and its seed only; time_budget_s is only the sandbox's wall limit.
+    # The work a program is handed as `iters` (arrays.iterations_option): the starter makes this
+    # many moves in about 0.8 s on an idle core (AMD EPYC).
     iterations: ClassVar[int] = 40000
+    # The block holds only the knobs, so the answer is two lines: 64 new tokens hold it, and the
+    # method's temperature 1.0 keeps a third to a half valid while the model edits a knob; at 0.4
+    # it copies the block (docs/benchmarks.md, "The knob-only block at temperature 1.0").
+    recommended: ClassVar[dict[str, dict[str, Any]]] = {
+        "policy": {"temperature": 1.0, "max_new_tokens": 64}}
 
     def __init__(self, time_budget_s: float = 10.0, memory_mb: int = 2048,
                  iterations: int | None = None, **options: Any) -> None:
         refuse_unknown("erdos", options, ("time_budget_s", "memory_mb", "iterations"))
-        iterations = self.iterations if iterations is None else iterations
-        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         check_positive("time_budget_s", time_budget_s)
-        if not (isinstance(iterations, int) and not isinstance(iterations, bool)
-                and iterations >= 1):
-            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        iterations = arrays.iterations_option(iterations, self.iterations)
+        super().__init__(time_budget_s=time_budget_s, memory_mb=memory_mb, iterations=iterations)
         self.time_budget_s = float(time_budget_s)
         self.memory_mb = int(memory_mb)
         self.iterations = iterations
