@@ -3,6 +3,7 @@ another run's initial states as it stored them."""
 
 from __future__ import annotations
 
+import math
 import sys
 
 from discover.archive import Archive, Candidate, check_archive, dedup_key
@@ -45,11 +46,7 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
             what = "the initial program fails its evaluator" if env.program_of(arts[i]) \
                 else f"initial construction {i} is invalid"
             raise ConfigError(f"environment {env.name!r}: {what}: {ev.log}")
-        if not ev.reward > env.failure_reward:
-            raise ConfigError(f"environment {env.name!r}: initial construction {i} has reward "
-                              f"{ev.reward:g}, not above the failure reward "
-                              f"{env.failure_reward:g}; the environment must set failure_reward "
-                              "below every valid reward")
+    check_failure_reward(env, [ev.reward for ev in starts])
     starter = env.starter_program()
     runs = [None] * len(starts)
     if starter is not None:
@@ -80,6 +77,42 @@ def seed_initial_states(env: Environment, cfg: Config, archive: Archive, puct: P
                                stdout=ev.log if code else "", metrics=ev.metrics,
                                key=dedup_key(ev.artifact, None)))
     archive.add_initial(cands, puct)
+
+
+def check_failure_reward(env: Environment, rewards: list[float]) -> None:
+    """Every valid reward must lie above the failure reward: a failure must never rank above a
+    valid candidate. Raises ConfigError naming the fix in the environment author's terms."""
+    if not rewards:
+        return
+    for i, r in enumerate(rewards):
+        if not math.isfinite(r):
+            raise ConfigError(f"environment {env.name!r}: initial construction {i} has reward "
+                              f"{r}; a valid reward must be a finite number")
+    lowest, i = min((r, i) for i, r in enumerate(rewards))
+    if lowest > env.failure_reward:
+        return
+    raise ConfigError(
+        f"environment {env.name!r}: initial construction {i} has reward {lowest:g}, not above "
+        f"the failure reward {env.failure_reward:g}; every valid reward must lie above it. "
+        f"{failure_reward_fix(env, lowest)} (docs/ENVIRONMENTS.md, 'Choosing a failure reward')")
+
+
+def failure_reward_fix(env: Environment, lowest: float) -> str:
+    """The fix, in what the author controls: the option of a problem folder, the property of
+    an environment class."""
+    from discover.problem_folder import FolderEnvironment
+
+    value = math.floor(lowest) - 1.0  # passes these states; a bound must hold for all valid ones
+    if isinstance(env, FolderEnvironment):
+        return (f"Pass a failure reward below every valid one, e.g. --set "
+                f"env.failure_reward={value:.15g} (an option of the problem folder; a `new-env "
+                f"--from` package sets FAILURE_REWARD in its __init__.py)")
+    cls = type(env)
+    return (f"Make {cls.__module__}.{cls.__name__}.failure_reward (a property; it returns "
+            f"{env.failure_reward:g} now) return a value below the lowest reward a valid "
+            f"artefact can get: {value:.15g} would pass these states, but derive the bound from "
+            f"the scoring, or bound the rewards (override reward(score), e.g. max(score, FLOOR), "
+            f"with failure_reward below FLOOR)")
 
 
 def stored_initial_states(source: str, env_name: str) -> list[Candidate]:

@@ -203,6 +203,7 @@ class FolderEnvironment(Environment):
     env.direction = "min")."""
 
     language = "python"
+    direction = "max"  # the default of the option: what `discover envs` shows of a package
     entry = ""  # a whole program: the evaluator decides what it calls
     score_name = "combined_score"
     max_code_chars = 6000

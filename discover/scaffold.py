@@ -27,7 +27,7 @@ discover_{pkg} = ["prompt.md", "starter.py"]
 '''
 
 PROMPT = '''Choose n numbers x_1..x_n in [0, 1] (1 <= n <= 1000) to MAXIMISE
-score = sum(x) - 2 * sum(x_i * x_(i+1)) (adjacent products penalised).
+score = sum(x) - sum(x_i * x_(i+1)) (adjacent products penalised).
 
 Write a Python function `solve(parent, iters, seed)` that returns a 1-D list or numpy array
 of numbers in [0, 1]. `parent` is the best solution so far (a numpy array) or None; `iters` is
@@ -80,6 +80,15 @@ class Environment(Base):
         # first prompt shows a working program. Its EVOLVE-BLOCK is what the model rewrites.
         return STARTER
 
+    # --- rewards: every valid reward must lie above failure_reward, or the search refuses to
+    # start. Here reward = score = sum_i x_i (1 - x_(i+1)) + x_n >= 0 for x in [0, 1], so -1
+    # lies below all of them. When you replace the problem, keep this true: derive the lowest
+    # valid reward from your scoring (or bound it with reward(score), as max(score, FLOOR)),
+    # and put failure_reward just below it (discover's docs/ENVIRONMENTS.md).
+    @property
+    def failure_reward(self) -> float:
+        return -1.0
+
     # --- the search's starting points
     def initial_artifacts(self, count, seed, init_file=None):
         if init_file:
@@ -97,7 +106,7 @@ class Environment(Base):
             raise InvalidArtifact(f"need a 1-D list of 1..1000 numbers, got shape {{x.shape}}")
         if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
             raise InvalidArtifact("every value must be finite and within [0, 1]")
-        return float(x.sum() - 2 * np.sum(x[:-1] * x[1:]))
+        return float(x.sum() - np.sum(x[:-1] * x[1:]))  # >= 0: see failure_reward
 
     def evaluate(self, program: str, parent_artifact, seed: int) -> Evaluation:
         parent = None if parent_artifact is None else np.asarray(parent_artifact, dtype=np.float64)
@@ -111,7 +120,8 @@ class Environment(Base):
         except InvalidArtifact as e:
             return self.failed("invalid_artifact", str(e))
         art = np.asarray(res.value, dtype=np.float64).tolist()
-        return Evaluation(ok=True, score=score, reward=score, artifact=art, log=res.stdout[-500:])
+        return Evaluation(ok=True, score=score, reward=self.reward(score), artifact=art,
+                          log=res.stdout[-500:])
 '''
 
 STARTER = '''# EVOLVE-BLOCK-START
@@ -128,7 +138,7 @@ import numpy as np
 
 
 def score(x):
-    return x.sum() - 2 * np.sum(x[:-1] * x[1:])
+    return x.sum() - np.sum(x[:-1] * x[1:])
 
 
 def solve(parent, iters, seed):
@@ -141,7 +151,11 @@ def solve(parent, iters, seed):
     return x
 '''
 
-TEST = '''from discover.registry import load_environment, registered
+TEST = '''import numpy as np
+import pytest
+
+from discover.cli import main
+from discover.registry import load_environment, registered
 
 GOOD = """
 import numpy as np
@@ -175,7 +189,33 @@ def test_evaluate_in_sandbox():
     crash = env.evaluate("def solve(parent, iters, seed):\\n    raise RuntimeError('x')\\n",
                          None, seed=0)
     assert not crash.ok and crash.failure == "crash"
+
+
+def test_valid_rewards_lie_above_the_failure_reward():
+    # The search refuses to start on a valid reward at or below the failure reward: try the
+    # problem's extremes and its starting points (keep this true when you replace them).
+    env = load_environment("{name}")
+    rng = np.random.default_rng(0)
+    extremes = [[1.0] * 1000, [0.0], [1.0], rng.uniform(0, 1, 1000).tolist()]
+    starts = [a for seed in range(10) for a in env.initial_artifacts(4, seed=seed)]
+    for art in extremes + starts:
+        ev = env.verify(art)
+        assert ev.ok and ev.reward > env.failure_reward, (art, ev)
 '''
+
+# What a changed problem must still pass: a real search starts from every seed tried and stores
+# valid candidates (the null backend re-runs each parent's program: no model, seconds a seed).
+SEARCH_TEST = '''
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_short_search_runs(tmp_path, seed, capsys):
+    run = str(tmp_path / "run")
+    rc = main(["run", "{name}", "--backend", "null", "--steps", "1", "--groups", "1",
+               "--group-size", "2", "--seed", str(seed), "--run-dir", run])
+    assert rc == 0, capsys.readouterr().err[-3000:]
+    assert main(["best", run, "-k", "1"]) == 0, capsys.readouterr().out  # a valid candidate
+'''
+TEST += SEARCH_TEST
 
 
 FOLDER_ENV = '''"""The {name} environment, made from the problem folder {source}.
@@ -198,13 +238,24 @@ from discover.problem_folder import FolderEnvironment
 HERE = Path(__file__).parent
 
 
+# Every valid reward (the evaluator's combined_score; its negative with direction "min") must
+# lie above the failure reward, or the search refuses to start: -1 suits rewards above -1. If
+# yours can fall lower, put it just below the lowest (discover's docs/ENVIRONMENTS.md: choosing
+# a failure reward); `--set env.failure_reward=VALUE` overrides it for one run.
+FAILURE_REWARD = -1.0
+
+
 class Environment(FolderEnvironment):
     def __init__(self, **options):
+        options.setdefault("failure_reward", FAILURE_REWARD)
         super().__init__(str(HERE / "problem"), **options)
         self.name = "{name}"
 '''
 
-FOLDER_TEST = '''from discover.registry import load_environment, registered
+FOLDER_TEST = '''import pytest
+
+from discover.cli import main
+from discover.registry import load_environment, registered
 
 
 def test_registered():
@@ -222,7 +273,7 @@ def test_a_broken_program_fails():
     env = load_environment("{name}")
     ev = env.evaluate("raise RuntimeError('broken')\\n", None, seed=0)
     assert not ev.ok
-'''
+''' + SEARCH_TEST
 
 
 def write_folder_skeleton(name: str, where: Path, folder: Path) -> Path:
