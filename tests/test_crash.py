@@ -28,8 +28,6 @@ from sessions import kill_session, session_pids
 
 from discover.integrity import check_run_dir
 
-pytestmark = pytest.mark.slow
-
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 TINY = ["--groups", "1", "--group-size", "2", "--set", "policy.max_new_tokens=16",
         "--set", "env.time_budget_s=2", "--set", "ray.scorer_slots=1"]
@@ -163,6 +161,7 @@ def crash_loop(rd: Path, args: list[str], kills: int, rng: random.Random, tmpdir
             "seconds": time.monotonic() - t0}
 
 
+@pytest.mark.slow  # 21 killed runs with the model: the --all tier
 def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
     seed = int(os.environ.get("DISCOVER_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -198,11 +197,17 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
             assert versions is None
 
 
-def test_ctrl_c_finishes_the_step_then_stops(tmp_path, tmpdir_for_runs):
+# With no model (everyday) the steps are short: enough of them that Ctrl-C lands before the last.
+CTRL_C_RUNS = pytest.mark.parametrize("backend, steps", [
+    ("null", 30), pytest.param("hf", 3, marks=pytest.mark.slow)])
+
+
+@CTRL_C_RUNS
+def test_ctrl_c_finishes_the_step_then_stops(tmp_path, tmpdir_for_runs, backend, steps):
     """SIGINT to the process group, as a terminal's Ctrl-C sends it: the step in progress is
     finished and stored, the run exits 130 and says how to resume; resuming completes it."""
     rd = tmp_path / "run"
-    args = ["run", "toy", "--run-dir", str(rd), *TINY, "--steps", "3"]
+    args = ["run", "toy", "--run-dir", str(rd), *TINY, "--steps", str(steps), "--backend", backend]
     launch = Launch(args, tmpdir_for_runs)
     assert launch.wait_for("mid-step")
     os.killpg(launch.proc.pid, signal.SIGINT)
@@ -225,6 +230,7 @@ def test_ctrl_c_finishes_the_step_then_stops(tmp_path, tmpdir_for_runs):
     assert check_run_dir(rd) == []
 
 
+@pytest.mark.slow  # needs a step longer than the 0.3 s between the two signals: the model's
 def test_second_ctrl_c_discards_the_step_in_progress(tmp_path, tmpdir_for_runs):
     rd = tmp_path / "run"
     launch = Launch(["run", "toy", "--run-dir", str(rd), *TINY, "--steps", "3"],

@@ -78,7 +78,8 @@ def test_rescaling_to_sum_n_over_2(env):
     assert h.max() <= 1.0
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 17, 600, 4096, 5000, 12_000])
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 600, 4096, 5000,
+                               pytest.param(12_000, marks=pytest.mark.slow)])  # 30-60 s direct
 def test_fft_agrees_with_direct(n):
     rng = np.random.default_rng(n)
     h = normalise(rng.uniform(0.2, 0.8, n))

@@ -10,7 +10,6 @@ from discover.learners.config import LearnerConfig
 from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
 
-pytestmark = pytest.mark.slow
 
 PROMPTS = ["Write a Python function that adds two numbers.", "Say hello in French."]
 REWARDS = [[1.0, 0.0, -1.0], [0.2, -2.0, 0.5]]
@@ -83,6 +82,7 @@ def test_loss_and_gradient_match_direct_computation():
             torch.testing.assert_close(got[n], p.grad, rtol=1e-3, atol=1e-4 * scale)
 
 
+@pytest.mark.slow
 def test_batched_learner_equals_the_per_completion_learner():
     """One forward per micro-batch of a prompt's completions (the prompt run once) gives the
     loss, ratios, KL and gradient of one forward per completion, off-policy and with the KL
@@ -152,6 +152,7 @@ def test_first_step_is_on_policy_and_updates_the_adapter():
         torch.testing.assert_close(logits(policy.model), base_logits, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_sampling_after_a_step_uses_the_adapter():
     policy, learner = make(lr=1e-2)
     learner.step(sample(policy), REWARDS)
@@ -167,6 +168,7 @@ def test_sampling_after_a_step_uses_the_adapter():
     assert (adapted - base).abs().max() > 5 * (sampled - adapted).abs().max()
 
 
+@pytest.mark.slow
 def test_save_load_restores_adapter_optimizer_and_version(tmp_path):
     policy, learner = make(lr=1e-3)
     groups = sample(policy)
@@ -211,6 +213,7 @@ def test_all_zero_advantages_skip_the_step():
         PeftLearner(policy, LearnerConfig(method="median"))
 
 
+@pytest.mark.slow
 def test_ratios_are_one_on_policy_at_the_sampling_temperature():
     policy, learner = make(temperature=0.7)
     groups = policy.sample(PROMPTS, 3, max_new_tokens=8, temperature=0.7, seed=0)

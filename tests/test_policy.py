@@ -29,10 +29,9 @@ def test_draw_follows_the_distribution():
 
 
 @pytest.fixture(scope="module")
-def hf():
-    from discover.backends.hf import HFPolicy
-
-    return HFPolicy(model="smollm2", threads=2, batch_size=8)
+def hf(embedded_policy):
+    embedded_policy.batch_size, embedded_policy.shared_prefill = 8, True
+    return embedded_policy
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,6 @@ def texts(groups) -> list[list[str]]:
     return [[s.text for s in g] for g in groups]
 
 
-@pytest.mark.slow
 def test_shapes_template_and_stats(hf, groups):
     assert len(groups) == len(PROMPTS) and all(len(g) == N for g in groups)
     for prompt, group in zip(PROMPTS, groups, strict=True):
@@ -64,7 +62,6 @@ def test_shapes_template_and_stats(hf, groups):
     assert hf.last_stats["seconds"] > 0
 
 
-@pytest.mark.slow
 def test_sampling_logprobs_equal_teacher_forced(hf, groups):
     from discover.model.logprobs import sequence_logprobs
 
@@ -82,7 +79,6 @@ def test_sampling_logprobs_equal_teacher_forced(hf, groups):
     assert lp.requires_grad and lp.shape == (len(s.completion_ids),)  # usable by the learner
 
 
-@pytest.mark.slow
 def test_same_seed_same_completions_whatever_the_batch(hf, groups):
     hf.batch_size = 1  # every row alone, unpadded: same draws as in the mixed, padded batch
     try:
@@ -95,7 +91,6 @@ def test_same_seed_same_completions_whatever_the_batch(hf, groups):
             assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-3
 
 
-@pytest.mark.slow
 def test_shared_prefill_samples_what_per_row_prefill_samples(hf, groups):
     """Each prompt prefilled once for its rows gives the completions and log-probs of a prefill
     per row (the earlier sampler: left-padded batches, one cache row per completion), for the
@@ -123,7 +118,7 @@ def test_shared_prefill_samples_what_per_row_prefill_samples(hf, groups):
     assert all(s is split[i][k] for i, k, s in streamed)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 30 s of decoding: the --all tier
 def test_a_row_stops_at_the_closing_fence(hf):
     """With the code block opened by the prefill, a row ends at the token that closes it (kept),
     in the shared and the per-row sampler alike, and nothing else changes: the rows that never
@@ -154,7 +149,6 @@ def test_a_row_stops_at_the_closing_fence(hf):
     assert closed >= 2, "the model closed too few blocks to test the stop"
 
 
-@pytest.mark.slow
 def test_different_seeds_differ(hf, groups):
     other = hf.sample(PROMPTS, N, max_new_tokens=NEW, temperature=1.0, seed=8)
     assert texts(other) != texts(groups)
@@ -173,7 +167,6 @@ def test_one_check_of_sample_arguments():
         check_sample_args("p", 1, 1, 1.0)
 
 
-@pytest.mark.slow
 def test_bad_arguments(hf):
     with pytest.raises(ValueError, match="n >= 1"):
         hf.sample(PROMPTS, 0, max_new_tokens=4, temperature=1.0, seed=0)
@@ -183,7 +176,6 @@ def test_bad_arguments(hf):
         hf.sample("one prompt", 1, max_new_tokens=4, temperature=1.0, seed=0)
 
 
-@pytest.mark.slow
 def test_samples_through_a_model_swapped_in_later():
     """The learner replaces policy.model by a PEFT wrapper; sampling must use the new one."""
     from peft import LoraConfig, get_peft_model

@@ -8,9 +8,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
-
 def candidates(run_dir) -> list[tuple]:
     con = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
     try:
@@ -20,7 +17,8 @@ def candidates(run_dir) -> list[tuple]:
         con.close()
 
 
-@pytest.mark.parametrize("env, steps", [("toy", 3), ("erdos", 1)])
+# The toy in the everyday tier; Erdős (a minute of starter runs) with --all.
+@pytest.mark.parametrize("env, steps", [("toy", 3), pytest.param("erdos", 1, marks=pytest.mark.slow)])
 def test_a_null_run_repeats_itself(tmp_path, env, steps):
     runs = []
     for name in ("a", "b"):

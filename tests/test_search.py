@@ -1,4 +1,6 @@
-"""End to end: the real model, real sandbox, real SQLite, real local Ray, at small size."""
+"""End to end: the real sandbox, SQLite and local Ray, at small size. A whole search whose
+subject is not the model runs with no model (`--backend null`) in the everyday tier and with the
+embedded model in the --all tier; the streamed-scoring check trains, so it needs the model."""
 
 import json
 import os
@@ -14,11 +16,11 @@ import pytest
 from discover.archive import Archive
 from discover.sandbox import isolation
 
-pytestmark = pytest.mark.slow
-
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 SMALL = ["--groups", "2", "--group-size", "2", "--max-new-tokens", "48",
          "--set", "env.time_budget_s=2"]
+# No model in the everyday tier; the embedded model (and its learner) with --all.
+BACKENDS = pytest.mark.parametrize("backend", ["null", pytest.param("hf", marks=pytest.mark.slow)])
 
 
 def rows(db):
@@ -34,9 +36,10 @@ def run_cli(*args, timeout=600, **kw):
     return subprocess.run([*DISCOVER, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def test_run_records_every_candidate_and_best(tmp_path):
+@BACKENDS
+def test_run_records_every_candidate_and_best(tmp_path, backend):
     rd = tmp_path / "run"
-    r = run_cli("run", "toy", "--steps", "2", "--run-dir", str(rd), *SMALL)
+    r = run_cli("run", "toy", "--steps", "2", "--run-dir", str(rd), *SMALL, "--backend", backend)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "step 2/2" in r.stderr
     a = Archive(rd / "archive.sqlite", readonly=True)
@@ -52,18 +55,23 @@ def test_run_records_every_candidate_and_best(tmp_path):
     assert best.returncode == 0 and "candidates" in best.stdout
 
 
-def test_existing_run_dir_needs_resume(tmp_path):
+@BACKENDS
+def test_existing_run_dir_needs_resume(tmp_path, backend):
     rd = tmp_path / "run"
-    assert run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *SMALL).returncode == 0
-    again = run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *SMALL)
+    small = [*SMALL, "--backend", backend]
+    assert run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *small).returncode == 0
+    again = run_cli("run", "toy", "--steps", "1", "--run-dir", str(rd), *small)
     assert again.returncode == 2 and "--resume" in again.stderr
-    other = run_cli("run", "erdos", "--steps", "1", "--run-dir", str(rd), "--resume", *SMALL)
+    other = run_cli("run", "erdos", "--steps", "1", "--run-dir", str(rd), "--resume", *small)
     assert other.returncode == 2 and "run.env" in other.stderr
 
 
-def test_sigkill_mid_step_then_resume(tmp_path):
+@BACKENDS
+def test_sigkill_mid_step_then_resume(tmp_path, backend):
     rd = tmp_path / "run"
-    args = ["run", "toy", "--steps", "4", "--run-dir", str(rd), *SMALL]
+    # No model's steps are short: more of them, so that the kill lands before the last.
+    steps = 4 if backend == "hf" else 12
+    args = ["run", "toy", "--steps", str(steps), "--run-dir", str(rd), *SMALL, "--backend", backend]
     proc = subprocess.Popen([*DISCOVER, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     db = rd / "archive.sqlite"
@@ -84,12 +92,12 @@ def test_sigkill_mid_step_then_resume(tmp_path):
     before = Archive(db, readonly=True)
     done = before.last_step()
     kept = rows(db)
-    assert done < 3, "the run finished before it could be killed; make steps slower"
+    assert done < steps - 1, "the run finished before it could be killed; make steps slower"
     r = run_cli(*args, "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     after = Archive(db, readonly=True)
-    assert after.last_step() == 3
-    assert after.count() == 1 + 4 * 2 * 2  # nothing lost, nothing duplicated
+    assert after.last_step() == steps - 1
+    assert after.count() == 1 + steps * 2 * 2  # nothing lost, nothing duplicated
     assert after.integrity_check() == []
     now = rows(db)
     assert all(now[cid] == row for cid, row in kept.items())  # finished steps are untouched
@@ -141,6 +149,7 @@ def stored(rd) -> dict:
         con.close()
 
 
+@pytest.mark.slow
 def test_a_streamed_step_stores_what_a_serial_step_stores(tmp_path):
     """Programs scored while the rest are still sampled (the default) against all scored after
     sampling: the same children, scores, logs, PUCT statistics, learner steps and adapters."""
