@@ -10,7 +10,6 @@ from discover.learners.config import LearnerConfig
 from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
 
-
 PROMPTS = ["Write a Python function that adds two numbers.", "Say hello in French."]
 REWARDS = [[1.0, 0.0, -1.0], [0.2, -2.0, 0.5]]
 PROBE = [1, 9690, 198, 37, 2, 1, 4093, 198, 30, 1, 22, 17, 30]  # fixed token ids for logits

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+
 def candidates(run_dir) -> list[tuple]:
     con = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
     try:
@@ -18,7 +19,8 @@ def candidates(run_dir) -> list[tuple]:
 
 
 # The toy in the everyday tier; Erdős (a minute of starter runs) with --all.
-@pytest.mark.parametrize("env, steps", [("toy", 3), pytest.param("erdos", 1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("env, steps",
+                         [("toy", 3), pytest.param("erdos", 1, marks=pytest.mark.slow)])
 def test_a_null_run_repeats_itself(tmp_path, env, steps):
     runs = []
     for name in ("a", "b"):
