@@ -73,6 +73,9 @@ class PolicySection:
 class RaySection:
     address: str = ""  # empty: start a local Ray; otherwise join this cluster
     scorer_slots: int = 0  # CPU slots for scoring; 0 means all CPUs Ray sees
+    # Seconds a step waits with no evaluation finishing before it gives its scorers up for lost
+    # and stops the run for a resume; 0: max(600, 4 x the environment's time budget).
+    scorer_wait_s: float = 0
 
 
 @dataclass
@@ -88,7 +91,8 @@ class Config:
         at_least = {("run", "steps"): 1, ("run", "groups"): 1, ("run", "group_size"): 1,
                     ("run", "initial_states"): 1, ("run", "budget_s"): 0, ("run", "puct_c"): 0,
                     ("policy", "max_new_tokens"): 1, ("policy", "batch_size"): 1,
-                    ("policy", "threads"): 0, ("ray", "scorer_slots"): 0}
+                    ("policy", "threads"): 0, ("ray", "scorer_slots"): 0,
+                    ("ray", "scorer_wait_s"): 0}
         for (section, name), low in at_least.items():
             value = getattr(getattr(self, section), name)
             if not value >= low:  # (also refuses NaN)

@@ -28,6 +28,17 @@ class RayConnectError(ConfigError):
     """`--ray-address` names a cluster this process cannot join; the message says why."""
 
 
+class ScorersLost(RuntimeError):
+    """No scorer answered within the pool's wait limit (its nodes lost, Ray unable to bring
+    them back): the step cannot be finished, and the run stops so that it can resume."""
+
+
+# A job whose scorer died is sent again, this many times in all, before it is stored as the
+# program's crash: one lost node costs a retry, a program that kills every scorer it reaches
+# (an escape the sandbox missed) is still stopped.
+SCORER_LOSSES = 3
+
+
 def start_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Start a local Ray (never attach to a stray cluster by accident) or join `address`."""
     if ray.is_initialized():
@@ -97,9 +108,13 @@ class Scorer:
 class ScorerPool:
     """Evaluate many programs in parallel; results come back in the order of the jobs."""
 
-    def __init__(self, env_name: str, env_options: dict, slots: int = 0) -> None:
+    def __init__(self, env_name: str, env_options: dict, slots: int = 0,
+                 wait_s: float | None = None) -> None:
         env = load_environment(env_name, **env_options)
         self.failure_reward = env.failure_reward
+        # How long a stream waits with no job finishing before it gives the scorers up for lost:
+        # far longer than one evaluation may take, so only a cluster fault reaches it.
+        self.wait_s = wait_s or max(600.0, 4 * float(env.time_budget_s or 0))
         cpus = max(1, env.cpu_slots)
         total = slots or int(ray.available_resources().get("CPU", 1))
         size = max(1, total // cpus)
@@ -147,13 +162,18 @@ class Stream:
 
     There is no thread: finished jobs are collected, and queued ones started, whenever a job is
     added and in `results`. Results are keyed by the caller's key, whatever the finishing order.
+
+    A scorer that dies (its process killed, its node lost) is a fault of the cluster, not of the
+    program: its job goes to the front of the queue for another scorer (Ray restarts the dead
+    one), up to SCORER_LOSSES times, and only a program's own failure is stored as one.
     """
 
     def __init__(self, pool: ScorerPool) -> None:
         self.pool = pool
         self.queue: list[tuple[Any, tuple[str, Any, int]]] = []
         self.idle = list(pool.actors)
-        self.running: dict[Any, tuple[Any, Any]] = {}  # ref -> (key, actor)
+        self.running: dict[Any, tuple[Any, Any, tuple]] = {}  # ref -> (key, actor, job)
+        self.losses: dict[Any, int] = {}  # key -> scorers lost running it
         self.done: dict[Any, tuple[Evaluation, float]] = {}
 
     def add(self, key: Any, job: tuple[str, Any, int]) -> None:
@@ -171,27 +191,42 @@ class Stream:
 
     def _start(self) -> None:
         while self.queue and self.idle:
-            key, (program, artifact, seed) = self.queue.pop(0)
+            key, job = self.queue.pop(0)
             actor = self.idle.pop()
-            self.running[actor.evaluate.remote(program, artifact, seed)] = (key, actor)
+            self.running[actor.evaluate.remote(*job)] = (key, actor, job)
 
     def _collect(self, block: bool) -> None:
         """Take in finished jobs: at least one (block), or those finished by now."""
         refs = list(self.running)
         if not refs:
             return
-        ready, _ = (ray.wait(refs, num_returns=1) if block else
+        ready, _ = (ray.wait(refs, num_returns=1, timeout=self.pool.wait_s) if block else
                     ray.wait(refs, num_returns=len(refs), timeout=0))
+        if block and not ready:
+            raise ScorersLost(f"no scorer finished a job in {self.pool.wait_s:.0f} s with "
+                              f"{len(refs)} running: the scorers' nodes are lost or stalled")
         for ref in ready:
-            key, actor = self.running.pop(ref)
-            self.idle.append(actor)
+            key, actor, job = self.running.pop(ref)
+            self.idle.append(actor)  # a dead actor is restarted by Ray; calls wait for it
             try:
                 ev, seconds = ray.get(ref)
+                if key in self.losses:  # scored on another scorer after one was lost
+                    ev["metrics"] = {**(ev["metrics"] or {}), "scorer_losses": self.losses[key]}
                 self.done[key] = (Evaluation(**ev), seconds)
-            except ray.exceptions.RayError as e:  # the actor died; Ray restarts it
-                msg = f"scorer failed: {type(e).__name__}: {str(e)[:500]}"
-                self.done[key] = (Evaluation(ok=False, reward=self.pool.failure_reward,
-                                             failure="crash", log=msg), 0.0)
+            except ray.exceptions.RayError as e:
+                self._lost(key, job, e)
+
+    def _lost(self, key: Any, job: tuple, e: Exception) -> None:
+        """The scorer running `job` died: send it again, or, past SCORER_LOSSES, store it as
+        the program's crash (it takes down every scorer it reaches)."""
+        self.losses[key] = self.losses.get(key, 0) + 1
+        if self.losses[key] < SCORER_LOSSES:
+            self.queue.insert(0, (key, job))
+            return
+        msg = (f"scorer failed {self.losses[key]} times running this program, last: "
+               f"{type(e).__name__}: {str(e)[:500]}")
+        self.done[key] = (Evaluation(ok=False, reward=self.pool.failure_reward,
+                                     failure="crash", log=msg), 0.0)
 
 
 class GroupScorer:

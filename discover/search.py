@@ -38,7 +38,7 @@ from discover.rundir import (
     save_adapter,
     write_atomic,
 )
-from discover.scoring import GroupScorer, ScorerPool, start_ray
+from discover.scoring import GroupScorer, ScorerPool, ScorersLost, start_ray
 from discover.signals import Interrupted, resume_command, stop_on_signals
 
 
@@ -67,6 +67,10 @@ def run(cfg: Config, resume: bool = False,
         try:
             open_run(parts, resume, stored)
             run_loop(parts, stop, on_step)
+        except ScorersLost as e:  # a cluster fault: stop cleanly, the step runs again on resume
+            done = parts.archive.last_step() + 1
+            raise Interrupted(f"stopped before step {done + 1} was stored: {e}; {done} finished "
+                              f"steps are stored", resume_command(parts.cfg)) from None
         except KeyboardInterrupt as e:
             if isinstance(e, Interrupted):
                 raise
@@ -119,7 +123,7 @@ def open_run(parts: RunParts, resume: bool, stored: list[Candidate]) -> None:
         raise ConfigError(
             f"{rd.path} holds a run of {archive.get_meta('env')!r}, not {cfg.run.env!r}")
     start_ray(cfg.ray.address)
-    parts.pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots)
+    parts.pool = ScorerPool(cfg.run.env, cfg.env, cfg.ray.scorer_slots, cfg.ray.scorer_wait_s)
     record_sandbox(rd, cfg, archive, parts.pool.sandbox_modes())
     parts.puct = open_tree(parts.env, cfg, archive, parts.pool, stored)
     repair_run_dir(rd, archive)  # what a kill between commit and file writes left

@@ -1,11 +1,13 @@
 """The Ray scorer pool with the real sandbox: hostile programs are contained and recorded."""
 
 import os
+import time
 
 import pytest
 import ray
 
-from discover.scoring import ScorerPool, start_ray
+from discover import scoring
+from discover.scoring import ScorerPool, ScorersLost, start_ray
 
 GOOD = "import numpy as np\ndef solve(parent, iters, seed):\n    return np.full(20, 0.5)\n"
 HOSTILE = {
@@ -75,8 +77,58 @@ def test_a_stream_starts_jobs_as_they_are_added(pool):
     ready, _ = ray.wait(list(stream.running), num_returns=2, timeout=120)
     assert len(ready) == 2  # the first two ran without `results` being called
     stream.add("bad", ("def solve(:", None, 0))  # takes the finished ones in, starts the next
-    assert set(stream.done) == {"n3", "n7"} and "n5" in {k for k, _ in stream.running.values()}
+    assert set(stream.done) == {"n3", "n7"} and "n5" in {k for k, _, _ in stream.running.values()}
     res = stream.results()
     assert {k: ev.metrics.get("n") for k, (ev, _) in res.items() if ev.ok} == {
         "n3": 3, "n7": 7, "n5": 5}
     assert not res["bad"][0].ok
+
+
+SLOW_GOOD = ("import time\nimport numpy as np\ndef solve(parent, iters, seed):\n"
+             "    time.sleep(3)\n    return np.full(20, 0.5)\n")
+
+
+def test_a_scorer_killed_mid_evaluation_costs_only_time(pool):
+    """A scorer's process killed while it runs a program (as a lost node would): the job goes
+    to a live scorer and the candidate gets the score its program earns, not a crash."""
+    stream = pool.stream()
+    stream.add("slow", (SLOW_GOOD, None, 1))
+    [(ref, (key, actor, _))] = stream.running.items()
+    time.sleep(1.0)  # inside the evaluation
+    ray.kill(actor, no_restart=False)  # the process dies; Ray restarts the actor
+    ev, _ = stream.results()["slow"]
+    assert ev.ok and ev.failure is None and abs(ev.score - 0.5) < 1e-12, ev.log
+    assert ev.metrics["scorer_losses"] == 1
+    assert pool.evaluate([(GOOD, None, 2)])[0][0].ok  # the pool works on
+
+
+def test_a_program_that_outlives_every_scorer_is_stored_as_its_crash(pool, monkeypatch):
+    """Past SCORER_LOSSES the job is the program's failure (it took every scorer down)."""
+    monkeypatch.setattr(scoring, "SCORER_LOSSES", 2)
+    stream = pool.stream()
+    stream.add("k", (SLOW_GOOD, None, 3))
+    for _ in range(2):
+        deadline = time.monotonic() + 60
+        while not stream.running and time.monotonic() < deadline:
+            stream._start()
+            time.sleep(0.05)
+        [(_, (_, actor, _))] = stream.running.items()
+        time.sleep(1.0)
+        ray.kill(actor, no_restart=False)
+        ready, _ = ray.wait(list(stream.running), timeout=60)
+        assert ready
+        stream._collect(block=False)
+    ev, _ = stream.results()["k"]
+    assert not ev.ok and ev.failure == "crash" and "scorer failed 2 times" in ev.log
+
+
+def test_no_scorer_answering_stops_the_step_with_a_clear_error(tmp_path):
+    """No scorer can run the job within the wait limit (here its actor cannot be placed: the
+    module's pool holds both CPUs, as when a cluster's nodes are gone): ScorersLost, which
+    search.run turns into a stop with the resume command."""
+    p = ScorerPool("erdos", {"time_budget_s": 30.0}, slots=1, wait_s=2.0)
+    try:
+        with pytest.raises(ScorersLost, match="no scorer finished a job in 2 s"):
+            p.evaluate([(SLOW_GOOD.replace("sleep(3)", "sleep(20)"), None, 4)])
+    finally:
+        p.shutdown()
