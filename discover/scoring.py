@@ -96,6 +96,10 @@ class Scorer:
                           "scorer_node": ray.get_runtime_context().get_node_id()}
         return out, time.perf_counter() - t0
 
+    def ping(self) -> bool:
+        """Answers once the actor runs (again, after a restart)."""
+        return True
+
     def sandbox(self) -> str:
         """The sandbox level this scorer runs candidates at, e.g. 'bwrap+netns+pidns+uid_drop
         (sealed filesystem)'."""
@@ -129,6 +133,11 @@ class ScorerPool:
             gpus = ray.available_resources().get("GPU", 0.0)
             size = max(1, min(size, int(gpus // env.gpus)))
         self.actors = [Scorer.options(**opts).remote(env_name, env_options) for _ in range(size)]
+        self.probation: dict[Any, Any] = {}  # ping ref -> a scorer that died, until it answers
+
+    def suspect(self, actor: Any) -> None:
+        """`actor` died: ping it, and send it no job until the ping answers (`probation`)."""
+        self.probation[actor.ping.remote()] = actor
 
     @property
     def size(self) -> int:
@@ -153,7 +162,7 @@ class ScorerPool:
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a)
-        self.actors = []
+        self.actors, self.probation = [], {}
 
 
 class Stream:
@@ -164,17 +173,20 @@ class Stream:
     added and in `results`. Results are keyed by the caller's key, whatever the finishing order.
 
     A scorer that dies (its process killed, its node lost) is a fault of the cluster, not of the
-    program: its job goes to the front of the queue for another scorer (Ray restarts the dead
-    one), up to SCORER_LOSSES times, and only a program's own failure is stored as one.
+    program: its job goes to the front of the queue for another scorer, up to SCORER_LOSSES
+    times, and only a program's own failure is stored as one. Ray restarts the dead actor where
+    it can; until it answers a ping (the pool's `probation`) no job is sent to it, so a lost
+    node's scorers do not hold jobs while the live ones idle.
     """
 
     def __init__(self, pool: ScorerPool) -> None:
         self.pool = pool
         self.queue: list[tuple[Any, tuple[str, Any, int]]] = []
-        self.idle = list(pool.actors)
+        self.idle = [a for a in pool.actors if a not in pool.probation.values()]
         self.running: dict[Any, tuple[Any, Any, tuple]] = {}  # ref -> (key, actor, job)
         self.losses: dict[Any, int] = {}  # key -> scorers lost running it
         self.done: dict[Any, tuple[Evaluation, float]] = {}
+        self.progress = time.monotonic()  # when a job last finished (or the stream began)
 
     def add(self, key: Any, job: tuple[str, Any, int]) -> None:
         """job: (program, parent_artifact, seed)."""
@@ -196,30 +208,52 @@ class Stream:
             self.running[actor.evaluate.remote(*job)] = (key, actor, job)
 
     def _collect(self, block: bool) -> None:
-        """Take in finished jobs: at least one (block), or those finished by now."""
-        refs = list(self.running)
+        """Take in finished jobs and answered pings: at least one (block), or those by now."""
+        refs = list(self.running) + list(self.pool.probation)
         if not refs:
             return
-        ready, _ = (ray.wait(refs, num_returns=1, timeout=self.pool.wait_s) if block else
-                    ray.wait(refs, num_returns=len(refs), timeout=0))
-        if block and not ready:
-            raise ScorersLost(f"no scorer finished a job in {self.pool.wait_s:.0f} s with "
-                              f"{len(refs)} running: the scorers' nodes are lost or stalled")
+        if block:
+            left = self.pool.wait_s - (time.monotonic() - self.progress)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=max(0.0, left))
+            if not ready:
+                raise ScorersLost(
+                    f"no scorer finished a job in {self.pool.wait_s:.0f} s with "
+                    f"{len(self.running) + len(self.queue)} waiting: the scorers' nodes are "
+                    f"lost or stalled (ray.scorer_wait_s sets the limit)")
+        else:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in ready:
+            if ref in self.pool.probation:
+                self._pinged(ref)
+                continue
             key, actor, job = self.running.pop(ref)
-            self.idle.append(actor)  # a dead actor is restarted by Ray; calls wait for it
             try:
                 ev, seconds = ray.get(ref)
-                if key in self.losses:  # scored on another scorer after one was lost
-                    ev["metrics"] = {**(ev["metrics"] or {}), "scorer_losses": self.losses[key]}
-                self.done[key] = (Evaluation(**ev), seconds)
             except ray.exceptions.RayError as e:
+                self.pool.suspect(actor)
                 self._lost(key, job, e)
+                continue
+            self.idle.append(actor)
+            self.progress = time.monotonic()
+            if key in self.losses:  # scored on another scorer after one was lost
+                ev["metrics"] = {**(ev["metrics"] or {}), "scorer_losses": self.losses[key]}
+            self.done[key] = (Evaluation(**ev), seconds)
+
+    def _pinged(self, ref: Any) -> None:
+        """A suspect scorer's ping came back: alive again (restarted), or not yet."""
+        actor = self.pool.probation.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:
+            self.pool.suspect(actor)  # ping it again
+            return
+        self.idle.append(actor)
 
     def _lost(self, key: Any, job: tuple, e: Exception) -> None:
         """The scorer running `job` died: send it again, or, past SCORER_LOSSES, store it as
         the program's crash (it takes down every scorer it reaches)."""
         self.losses[key] = self.losses.get(key, 0) + 1
+        self.progress = time.monotonic()
         if self.losses[key] < SCORER_LOSSES:
             self.queue.insert(0, (key, job))
             return

@@ -156,3 +156,47 @@ def test_a_driver_without_the_clusters_token_gets_a_clear_error(cluster, stub, t
     assert last.startswith("discover: error:") and "RAY_AUTH_MODE=token" in last, last
     assert ("not set" in last) if auth == "no token mode" else ("token (wrong" in last)
     assert not stub.requests  # it stopped before sampling anything
+
+
+SLOW_CODE = "```python\nimport time\ndef solve():\n    time.sleep(3)\n    return [1, 2, 3]\n```"
+
+
+def test_a_node_lost_mid_step_costs_no_candidate(cluster, stub, tmp_path):
+    """A third node joins, holding one of the scorers; every process of that node is killed while
+    its scorer runs a program. The run finishes: the lost job is scored on a live node, no
+    candidate is stored as a failure because of the kill, and `discover check` is clean."""
+    address, env, ids = cluster
+    stub.provider.content = SLOW_CODE
+    temp = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    victim = start_node(["--address", address, "--node-ip-address", "127.0.0.1"], temp, env,
+                        temp / "victim.log")
+    try:
+        deadline = time.monotonic() + 180
+        while len(alive_nodes(address, env)) < 3:
+            assert time.monotonic() < deadline, (temp / "victim.log").read_text()[-3000:]
+            time.sleep(1)
+        rd = tmp_path / "run"
+        proc = subprocess.Popen(
+            [*DISCOVER, "run", "toy", "--ray-address", address, "--backend", "openai",
+             "--base-url", stub.base_url, "--model", "stub", "--steps", "2", "--groups", "2",
+             "--group-size", "3", "--set", "env.time_budget_s=20", "--run-dir", str(rd)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while not stub.requests:  # sampled: the programs go to the scorers now
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1.5)  # inside the first evaluations (3 s each)
+        stop_node(victim, temp)  # SIGTERM, then SIGKILL to everything of that node
+        err = proc.communicate(timeout=600)[1]
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        stop_node(victim, temp)
+        shutil.rmtree(temp, ignore_errors=True)
+    check = subprocess.run([*DISCOVER, "check", str(rd)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with sqlite3.connect(rd / "archive.sqlite") as db:
+        rows = db.execute("SELECT ok, failure, log, metrics FROM candidates "
+                          "WHERE initial = 0").fetchall()
+    assert len(rows) == 12 and all(ok for ok, *_ in rows), [r[:3] for r in rows if not r[0]]
+    losses = [json.loads(m).get("scorer_losses", 0) for *_, m in rows]
+    assert sum(losses) >= 1, "the kill hit no running evaluation"
+    assert {json.loads(m)["scorer_node"] for *_, m in rows} <= set(alive_nodes(address, env))
