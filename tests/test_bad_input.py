@@ -14,12 +14,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fake_run import fake_run
 
 from discover import cli
 from discover import config as config_mod
 from discover.archive import Archive, ArchiveError, Candidate
 from discover.config import Config
-from discover.puct import Puct
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 
@@ -36,32 +36,6 @@ def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()
             and not p.name.endswith(("-wal", "-shm", ".lock"))}
-
-
-def grow(a: Archive, p: Puct, steps: int) -> None:
-    """Finished steps of two children each, one valid and one failed, through the real API."""
-    for step in range(a.last_step() + 1, a.last_step() + 1 + steps):
-        [parent] = p.select(1)
-        kids = [Candidate(None, step, None, f"print({step})", [float(step), 1.0], -step, step,
-                          True, group_idx=0),
-                Candidate(None, step, None, None, None, None, -10.0, False, "crash",
-                          group_idx=0)]
-        a.commit_step(step, [(parent, kids)], p, {"total": 2})
-
-
-def stored_run(rd: Path, env: str = "toy", steps: int = 2) -> Path:
-    """A run directory as a run leaves it (config.toml and an archive with finished steps),
-    written through the real Archive, so the tests need no model."""
-    rd.mkdir(parents=True, exist_ok=True)
-    cfg = config_mod.apply(Config(), {"run": {"env": env, "run_dir": str(rd), "steps": 5}})
-    (rd / "config.toml").write_text(config_mod.dumps(cfg))
-    a = Archive(rd / "archive.sqlite")
-    p = Puct()
-    a.add_initial([Candidate(None, -1, None, None, [0], 0.0, 0.0, True)], p)
-    a.set_meta("env", env)
-    grow(a, p, steps)
-    a.close()
-    return rd
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -145,7 +119,8 @@ def test_missing_model(tmp_path, capsys):
 # --- run directories on --resume ---------------------------------------------------------------
 
 def test_resume_of_another_environment(tmp_path, capsys):
-    rd = stored_run(tmp_path / "run")
+    rd = tmp_path / "run"
+    fake_run(rd, 2)
     before = digest(rd)
     rc, err = run_cli(capsys, "run", "erdos", "--run-dir", str(rd), "--resume")
     assert rc == 2 and "cannot resume: run.env was 'toy' in the saved run, now 'erdos'" in err
@@ -153,7 +128,8 @@ def test_resume_of_another_environment(tmp_path, capsys):
 
 
 def test_resume_of_an_archive_from_another_schema(tmp_path, capsys):
-    rd = stored_run(tmp_path / "run")
+    rd = tmp_path / "run"
+    fake_run(rd, 2)
     a = Archive(rd / "archive.sqlite")
     a.set_meta("archive_schema", 99)
     a.close()
@@ -166,7 +142,8 @@ def test_resume_of_an_archive_from_another_schema(tmp_path, capsys):
 
 
 def test_resume_of_an_archive_written_by_another_environment(tmp_path, capsys):
-    rd = stored_run(tmp_path / "run", env="erdos")  # the config says toy below, the archive not
+    rd = tmp_path / "run"
+    fake_run(rd, 2, env="erdos")  # the config says toy below, the archive not
     cfg = config_mod.apply(Config(), {"run": {"env": "toy", "run_dir": str(rd), "steps": 5}})
     (rd / "config.toml").write_text(config_mod.dumps(cfg))
     before = digest(rd)
@@ -184,7 +161,8 @@ def test_resume_of_an_archive_written_by_another_environment(tmp_path, capsys):
     (b"SQLite format 3\x00" + os.urandom(5000), "cannot open"),
 ])
 def test_resume_of_a_corrupt_archive(tmp_path, capsys, content, message):
-    rd = stored_run(tmp_path / "run")
+    rd = tmp_path / "run"
+    fake_run(rd, 2)
     (rd / "archive.sqlite").write_bytes(content)
     for side in ("archive.sqlite-wal", "archive.sqlite-shm"):
         (rd / side).unlink(missing_ok=True)
@@ -232,7 +210,8 @@ def remount(path: Path, options: str) -> None:
 
 def test_read_only_run_directory(capsys):
     with mounted("size=8m") as mnt:
-        rd = stored_run(mnt / "run")
+        rd = mnt / "run"
+        fake_run(rd, 2)
         before = digest(rd)
         remount(mnt, "ro")
         rc, err = run_cli(capsys, "run", "toy", "--run-dir", str(rd), "--resume")
@@ -248,10 +227,9 @@ def test_full_disk_fails_the_write_and_keeps_the_archive():
     """A commit that hits a full disk raises ArchiveError; the archive keeps every finished step
     and takes the next one once there is room again."""
     with mounted("size=1m") as mnt:
-        a = Archive(mnt / "a.sqlite")
-        p = Puct()
-        a.add_initial([Candidate(None, -1, None, None, [0.0], 0.0, 0.0, True)], p)
-        grow(a, p, 3)
+        fake_run(mnt / "run", 3)
+        a = Archive(mnt / "run" / "archive.sqlite")
+        p = a.load_puct()
         filler = mnt / "filler"
         with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):  # see below
             while True:
@@ -261,11 +239,11 @@ def test_full_disk_fails_the_write_and_keeps_the_archive():
             a.commit_step(3, [(1, [big])], p, {})
         assert a.last_step() == 2 and a.integrity_check() == []
         a.close()
-        a = Archive(mnt / "a.sqlite", readonly=True)
+        a = Archive(mnt / "run" / "archive.sqlite", readonly=True)
         assert a.last_step() == 2 and a.integrity_check() == []
         a.close()
         filler.unlink()
-        a = Archive(mnt / "a.sqlite")
+        a = Archive(mnt / "run" / "archive.sqlite")
         a.commit_step(3, [(1, [big])], a.load_puct(), {})
         assert a.last_step() == 3 and a.integrity_check() == []
         a.close()

@@ -19,15 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_run import fake_run
 from matplotlib.image import imread
 
 from discover import cli
-from discover import config as config_mod
-from discover.archive import Archive, Candidate
-from discover.config import Config
-from discover.puct import Puct
+from discover.archive import Archive
 from discover.views.report import PLOTS, write_report
-from environments.toy import ToyEnvironment
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 FIGURES = {"best_by_step", "best_by_time", "rewards", "valid_rate", "learner", "lineage",
@@ -40,66 +37,7 @@ PLAN = [
     [[[5, 5, 1], "no_code", [4]]],
     [[[9, 9, 9], "syntax_error", [9, 9]], [[3], [2, 2]]],
 ]
-
-
-def program(art) -> str:
-    return f"def solve():\n    return {art!r}\n"
-
-
-def make_run(path: Path, learner: bool = True) -> dict:
-    """A run directory as `discover run` leaves it: config.toml and archive.sqlite (toy)."""
-    env = ToyEnvironment()
-    path.mkdir(parents=True)
-    cfg = Config()
-    cfg.run.env, cfg.run.run_dir = "toy", str(path)
-    cfg.learner.method = "entropic" if learner else "none"
-    (path / "config.toml").write_text(config_mod.dumps(cfg))
-    a = Archive(path / "archive.sqlite")
-    a.set_meta("env", "toy")
-    puct = Puct()
-    ev = env.verify([0])
-    a.add_initial([Candidate(id=None, step=-1, parent_id=None, code=None, artifact=ev.artifact,
-                             score=ev.score, reward=ev.reward, ok=True)], puct)
-    best_id, best = 1, ev.score
-    ids = {1: ev.score}
-    for step, groups in enumerate(PLAN):
-        parents = [best_id] + [i for i in ids if i != best_id][: len(groups) - 1]
-        commit, flat = [], []
-        for parent, kids in zip(parents, groups, strict=True):
-            children = []
-            for k in kids:
-                if isinstance(k, str):
-                    children.append(Candidate(id=None, step=step, parent_id=None,
-                                              code=None if k == "no_code" else "def solve(:",
-                                              artifact=None, score=None,
-                                              reward=env.failure_reward, ok=False, failure=k,
-                                              log=f"{k} here"))
-                else:
-                    e = env.verify(k)
-                    children.append(Candidate(id=None, step=step, parent_id=None,
-                                              code=program(k), artifact=e.artifact,
-                                              score=e.score, reward=e.reward, ok=True,
-                                              log="ran", metrics={"wall_s": 0.1}))
-            commit.append((parent, children))
-            flat += children
-        metrics = {"step": step, "version": step, "total": len(flat),
-                   "valid": sum(c.ok for c in flat),
-                   "failures": {c.failure: 1 for c in flat if c.failure},
-                   "seconds": {"generate": 1.0, "score": 0.5, "learn": 0.2},
-                   "learner": {"beta": 1.5 + step, "kl": 0.69, "loss": -0.1 * step,
-                               "skipped": False} if learner else {},
-                   "time": time.time()}
-        new = a.commit_step(step, commit, puct, metrics)
-        for gids, (_, children) in zip(new, commit, strict=True):
-            for cid, c in zip(gids, children, strict=True):
-                if c.ok:
-                    ids[cid] = c.score
-                    if c.score > best:
-                        best_id, best = cid, c.score
-    a.close()
-    generated = [c for step in PLAN for g in step for c in g]
-    return {"best_id": best_id, "best_score": best,
-            "valid_rate": sum(not isinstance(c, str) for c in generated) / len(generated)}
+NO_LEARNER = {"learner": {"method": "none"}}
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -111,7 +49,7 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 @pytest.fixture
 def run(tmp_path):
     path = tmp_path / "run"
-    return path, make_run(path)
+    return path, fake_run(path, PLAN, learning=True)
 
 
 def test_best_is_read_only(run, capsys):
@@ -185,8 +123,8 @@ def test_export_reverifies_to_the_same_score(run, tmp_path, capsys):
 
 
 def test_compare_side_by_side(tmp_path, capsys):
-    a_facts = make_run(tmp_path / "a")
-    make_run(tmp_path / "b", learner=False)
+    a_facts = fake_run(tmp_path / "a", PLAN, learning=True)
+    fake_run(tmp_path / "b", PLAN, config=NO_LEARNER)
     rc, out, _ = run_main(capsys, "compare", tmp_path / "a", tmp_path / "b")
     assert rc == 0
     head, row_a, row_b = out.splitlines()[:3]
@@ -237,7 +175,7 @@ def test_report_has_every_plot(run, tmp_path, capsys):
     html = (path / "report" / "report.html").read_text()
     assert f"#{facts['best_id']} (step {len(PLAN) - 1})" in html
     other = tmp_path / "b"
-    make_run(other, learner=False)
+    fake_run(other, PLAN, config=NO_LEARNER)
     check_report(write_report(other, tmp_path / "elsewhere"), learner=False)
     assert not (other / "report").exists()
     assert len(PLOTS) == len(FIGURES)
@@ -364,7 +302,7 @@ def test_commands_on_a_stopped_run(stopped, tmp_path):
     assert ver.returncode == 0, ver.stderr
     assert float(ver.stdout) == pytest.approx(top.score, abs=1e-9)
     other = tmp_path / "synthetic"
-    facts = make_run(other)
+    facts = fake_run(other, PLAN, learning=True)
     cmp_ = cli_run("compare", path, other)
     assert cmp_.returncode == 0, cmp_.stderr
     rows = cmp_.stdout.splitlines()

@@ -8,48 +8,20 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from discover import config as config_mod
-from discover.archive import Archive, Candidate
-from discover.config import Config
+from fake_run import fake_run, write_adapter
+
+from discover.archive import Archive
 from discover.integrity import check_run_dir
-from discover.learners.peft import ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE
-from discover.puct import Puct
+from discover.learners.peft import STATE_FILE
 from discover.rundir import RunDir, repair_run_dir
 
 
-def make_run(root: Path, steps: int = 3, learner: str = "entropic") -> RunDir:
-    """A run directory as a learning run leaves it, written through the real Archive."""
-    rd = RunDir(root)
-    rd.artifacts.mkdir(parents=True)
-    cfg = config_mod.apply(Config(), {"run": {"env": "toy", "run_dir": str(root), "groups": 1,
-                                              "group_size": 2},
-                                      "learner": {"method": learner}})
-    rd.config.write_text(config_mod.dumps(cfg))
-    a = Archive(rd.archive)
-    p = Puct()
-    a.add_initial([Candidate(None, -1, None, None, [0], 0.0, 0.0, True)], p)
-    for step in range(steps):
-        [parent] = p.select(1)
-        v = step + 1 if learner != "none" else 0
-        kids = [Candidate(None, step, None, f"print({step})", [step, 1], step, step, True,
-                          group_idx=0, policy_version=v - 1 if v else 0),
-                Candidate(None, step, None, None, None, None, -10.0, False, "crash",
-                          group_idx=0, policy_version=v - 1 if v else 0)]
-        adapter = None
-        if v:
-            write_adapter(rd.adapter(v), v)
-            adapter = (v, f"adapters/v{v:05d}")
-        a.commit_step(step, [(parent, kids)], p, {"total": 2, "version": v}, adapter=adapter)
-    repair_run_dir(rd, a)  # writes the artefact files and metrics.jsonl, as a run does
-    a.close()
-    return rd
-
-
-def write_adapter(path: Path, version: int) -> None:
-    path.mkdir(parents=True)
-    for name in (ADAPTER_FILE, "adapter_config.json", OPTIMIZER_FILE):
-        (path / name).write_text("{}")
-    (path / STATE_FILE).write_text(json.dumps({"version": version}))
+def make_run(root: Path, learner: str = "entropic") -> RunDir:
+    """A run directory as a run of 3 steps leaves it (with adapters, when learning)."""
+    fake_run(root, 3, config={"run": {"groups": 1, "group_size": 2},
+                              "learner": {"method": learner}},
+             learning=learner != "none", files=True)
+    return RunDir(root)
 
 
 def test_a_sound_run_passes(tmp_path):

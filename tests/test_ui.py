@@ -23,57 +23,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fake_run import fake_run
 from sessions import kill_session
 
-from discover import config as config_mod
-from discover.archive import Archive, Candidate
-from discover.config import Config
-from discover.puct import Puct
+from discover.archive import Archive
 from discover.views.ui import samples_per_hour
-from environments.toy import ToyEnvironment
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 # A short lineage: the initial state [0]; step 0 gives [1, 2] (3) beside a crash; step 1, from
 # [1, 2], gives [5, 5, 1] (11) beside a syntax error. The best is two generations deep.
-PLAN = [([1, 2], "crash"), ([5, 5, 1], "syntax_error")]
+PLAN = [[[[1, 2], "crash"]], [[[5, 5, 1], "syntax_error"]]]
 
 
-def program(art) -> str:
-    return f"def solve():\n    # digits\n    return {art!r}\n"
-
-
-def seed_run(rd: Path, learner: str = "none") -> dict:
-    """A run directory as a short `discover run toy` (1 group of 2) leaves it, written through
-    the real Archive; `discover run toy --run-dir RD --resume` continues it."""
-    env = ToyEnvironment()
-    rd.mkdir(parents=True)
-    cfg = Config()
-    cfg.run.env, cfg.run.run_dir, cfg.run.steps = "toy", str(rd), len(PLAN)
-    cfg.run.groups, cfg.run.group_size = 1, 2
-    cfg.policy.max_new_tokens, cfg.ray.scorer_slots = 48, 1
-    cfg.learner.method = learner
-    (rd / "config.toml").write_text(config_mod.dumps(cfg))
-    a = Archive(rd / "archive.sqlite")
-    a.set_meta("env", "toy")
-    puct = Puct()
-    ev = env.verify([0])
-    [parent] = a.add_initial([Candidate(None, -1, None, None, ev.artifact, ev.score, ev.reward,
-                                        True)], puct)
-    (rd / "artifacts").mkdir()
-    for step, (art, failure) in enumerate(PLAN):
-        e = env.verify(art)
-        kids = [Candidate(None, step, None, program(art), e.artifact, e.score, e.reward, True,
-                          log=f"ran step {step}", gen_s=1.0, eval_s=0.2),
-                Candidate(None, step, None, "def solve(:", None, None, env.failure_reward,
-                          False, failure, log=f"{failure} here")]
-        metrics = {"step": step, "version": 0, "total": 2, "valid": 1,
-                   "failures": {failure: 1}, "seconds": {"generate": 3.0, "score": 0.6},
-                   "learner": {}, "time": time.time()}
-        [[valid_id, _]] = a.commit_step(step, [(parent, kids)], puct, metrics)
-        (rd / "artifacts" / f"{valid_id}.json").write_text(json.dumps(e.artifact))
-        parent = valid_id
-    a.close()
-    return {"best_id": parent}
+def seeded(learner: str = "none") -> dict:
+    """fake_run's arguments for a run directory as a short `discover run toy` (1 group of 2)
+    leaves it; `discover run toy --run-dir RD --resume` continues it."""
+    return {"plan": PLAN, "files": True, "seconds": {"generate": 3.0, "score": 0.6},
+            "config": {"run": {"steps": len(PLAN), "groups": 1, "group_size": 2},
+                       "policy": {"max_new_tokens": 48}, "ray": {"scorer_slots": 1},
+                       "learner": {"method": learner}}}
 
 
 # --- the `discover ui` process ----------------------------------------------------------------
@@ -127,7 +95,7 @@ def test_samples_per_hour_prefers_the_recorded_figure():
 
 def test_api_serves_a_run_read_only(tmp_path):
     rd = tmp_path / "run"
-    facts = seed_run(rd)
+    facts = fake_run(rd, **seeded())
     empty = tmp_path / "not-started"
     empty.mkdir()
     before = files(rd)
@@ -182,7 +150,7 @@ def test_api_serves_a_run_read_only(tmp_path):
         assert c["diff"]["lines"] == list(difflib.unified_diff(
             parent.code.splitlines(), best.code.splitlines(), f"#{parent.id}", f"#{best.id}",
             lineterm=""))
-        assert f"+    return {PLAN[1][0]!r}" in c["diff"]["lines"]
+        assert f"+    return {PLAN[1][0][0]!r}" in c["diff"]["lines"]
         assert [x["id"] for x in c["lineage"]] == [x.id for x in a.lineage(best.id)]
         assert json.loads(c["artifact_json"]) == best.artifact and c["log"] == best.log
         verify = subprocess.run(c["verify"], shell=True, capture_output=True, text=True,
@@ -227,7 +195,7 @@ def test_ui_refuses_a_missing_directory_and_warns_off_localhost(tmp_path):
                        timeout=120)
     assert r.returncode == 2 and "no such run directory" in r.stderr
     rd = tmp_path / "run"
-    seed_run(rd)
+    fake_run(rd, **seeded())
     with ui_server(rd, extra=("--host", "0.0.0.0")) as (base, proc):
         assert get(base.replace("0.0.0.0", "127.0.0.1"), "/api/state")[0] == 200
         proc.send_signal(signal.SIGINT)
@@ -316,7 +284,7 @@ def test_page_follows_a_real_run_that_is_killed_and_resumed(tmp_path):
     chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra installs it")
     rd = tmp_path / "run"
-    facts = seed_run(rd, learner="entropic")
+    facts = fake_run(rd, **seeded("entropic"))
     work = tempfile.mkdtemp(prefix="dui")  # short: Ray's socket paths must fit 107 bytes
     resume = ["run", "toy", "--run-dir", str(rd), "--resume", "--steps", str(len(PLAN) + 3)]
     launch = Launch(resume, work)  # starts while the page loads: the model takes a while
