@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray.exceptions import RayActorError
+
 from discover import metrics_log, prompt
 from discover.archive import Archive, Candidate
 from discover.backends.base import Policy, Sample, publish_adapter
@@ -67,10 +69,14 @@ def run(cfg: Config, resume: bool = False,
         try:
             open_run(parts, resume, stored)
             run_loop(parts, stop, on_step)
-        except ScorersLost as e:  # a cluster fault: stop cleanly, the step runs again on resume
+        except (ScorersLost, RayActorError) as e:
+            # A cluster fault (no scorer left, a generator or learner actor lost): stop cleanly;
+            # on resume the step runs again with new actors and the last committed adapter.
             done = parts.archive.last_step() + 1
-            raise Interrupted(f"stopped before step {done + 1} was stored: {e}; {done} finished "
-                              f"steps are stored", resume_command(parts.cfg)) from None
+            what = str(e) if isinstance(e, ScorersLost) else \
+                f"a generator or learner actor was lost ({type(e).__name__})"
+            raise Interrupted(f"stopped before step {done + 1} was stored: {what}; {done} "
+                              f"finished steps are stored", resume_command(parts.cfg)) from None
         except KeyboardInterrupt as e:
             if isinstance(e, Interrupted):
                 raise

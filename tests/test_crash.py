@@ -247,3 +247,4 @@ def test_second_ctrl_c_discards_the_step_in_progress(tmp_path, tmpdir_for_runs):
     assert f"--run-dir {rd} --resume" in err and "Traceback" not in err
     assert check_run_dir(rd, repairable_ok=True) == []
     assert ended(launch.proc.pid)
+

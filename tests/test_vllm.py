@@ -362,3 +362,46 @@ def test_discover_run_against_vllm_serve_completes(server, tmp_path):
     for path in run_dir.rglob("*"):  # the API key is never written to disk
         if path.is_file():
             assert b"sk-123" not in path.read_bytes(), path
+
+
+def test_a_lost_generator_actor_stops_the_run_cleanly_and_it_resumes(tmp_path):
+    """The vLLM generator's actor process killed after a finished step (as a lost node would):
+    the run stops with the resume command, discarding the step in progress; the resumed run
+    starts new actors from the last committed adapter and completes every step."""
+    from discover.integrity import check_run_dir
+
+    run_dir = tmp_path / "run"
+    share = ["--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
+             "--set", "policy.gpu_memory_utilization=0.3"] if CUDA else [
+        "--set", "learner.gpus=0"]
+    args = ["run", "toy", "--backend", "vllm", "--learner", "entropic", "--steps", "3",
+            "--groups", "1", "--group-size", "4", "--max-new-tokens", "64", "--seed", "1",
+            "--set", "learner.kl_coef=0.01", "--run-dir", str(run_dir), *share]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "first.log"
+    proc = subprocess.Popen([*DISCOVER, *args], stdout=open(log_path, "w"),
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        while steps_done(run_dir) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert steps_done(run_dir) >= 1, log_path.read_text()[-4000:]
+        # The run's own session: the generator actor's process, by its Ray title.
+        generators = [pid for pid in sessions.session_pids(proc.pid)
+                      if b"ray::VLLMGenerator" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert generators, "no generator actor among the run's processes"
+        for pid in generators:
+            os.kill(pid, signal.SIGKILL)
+        assert proc.wait(timeout=600) == 130, log_path.read_text()[-4000:]
+    finally:
+        kill_session(proc)  # whatever of the run is left (an orphaned engine core)
+    out = log_path.read_text()
+    assert "a generator or learner actor was lost" in out and "--resume" in out, out[-4000:]
+    assert not check_run_dir(run_dir, repairable_ok=True)
+    done = subprocess.run([*DISCOVER, *args, "--resume"], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert not check_run_dir(run_dir)
+    final = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in final] == [0, 1, 2]
+    assert [m["version"] for m in final] == [1, 2, 3]  # one version a step, across the loss

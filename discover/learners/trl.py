@@ -287,5 +287,7 @@ class RemoteLearner(Learner):
 
         try:
             ray.get(self.actor.close.remote())
+        except ray.exceptions.RayActorError:
+            pass  # the actor is already gone (its process or node lost): nothing to close
         finally:
             ray.kill(self.actor)
