@@ -92,7 +92,7 @@ class TRLLearner:
         cfg.validate(learning=True)
         check_temperature(temperature)
         from datasets import Dataset
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from trl import GRPOConfig
 
         self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
@@ -116,7 +116,7 @@ class TRLLearner:
             model=model, reward_funcs=_reward_from_environment, args=args,
             train_dataset=Dataset.from_dict({"prompt": ["(prompts come from the search)"]}),
             processing_class=tokenizer,
-            peft_config=cfg.lora())
+            peft_config=cfg.lora(AutoConfig.from_pretrained(model).num_hidden_layers))
         self.trainer.stats = []
         self.trainer.current_gradient_accumulation_steps = 1  # set by train(), which never runs
         self.model = self.trainer.model  # the PeftModel
