@@ -33,6 +33,7 @@ from discover.backends.base import Sample
 from discover.learners.base import Learner
 from discover.learners.config import LearnerConfig, check_temperature
 from discover.learners.peft import (
+    PROBE_ROWS,
     enable_checkpointing,
     load_state,
     movement,
@@ -143,8 +144,8 @@ class TRLLearner:
             norm = self.trainer.accelerator.clip_grad_norm_(self.params, clip)
             metrics["grad_norm"] = float(norm)
             # How far the update moves the model (policy_kl, logp_change), as peft.py logs it:
-            # on the first micro-batch, its sampled tokens' log-probs taken before the update.
-            chunk = self._work[:self.cfg.micro_batch]
+            # on the first PROBE_ROWS completions, their log-probs taken before the update.
+            chunk = self._work[:PROBE_ROWS]
             with torch.no_grad():
                 before = [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids,
                                             self.temperature) for s, _ in chunk]
