@@ -15,7 +15,7 @@ hits all alike. Arms:
   after   the default now: zero-advantage rows skipped (exact with kl_coef = 0), the probe on
           its first PROBE_ROWS completions, no input-grad hook (peft.drop_input_grads);
   bf16    after, with the forward passes under bfloat16 autocast (the learner turns it on by
-          itself only where the CPU has AMX or AVX-512 BF16);
+          itself only where the CPU has AMX-BF16, as the vLLM CPU engine does);
   topN    after, with learner.layers = N (LoRA on the top N decoder layers only).
 
 Per arm: each part's seconds (the learner's StepClock: base forward, LoRA forward, loss,
@@ -42,6 +42,7 @@ from pathlib import Path
 
 from discover.backends.base import Sample, publish_adapter
 from discover.backends.hf import HFPolicy
+from discover.backends.vllm import cpu_has_amx_bf16
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.learners import peft
@@ -162,7 +163,7 @@ def main() -> None:
     cfg = Config()
     cfg.policy.max_new_tokens = args.max_new_tokens or cfg.policy.max_new_tokens
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"{cpu_model()}, {os.cpu_count()} cores, native bf16: {peft.native_bf16()}; "
+    print(f"{cpu_model()}, {os.cpu_count()} cores, AMX-BF16: {cpu_has_amx_bf16()}; "
           f"uptime: {uptime}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="profile-learner-"))
     arms = [make_arm(name, cfg, work) for name in args.arms]

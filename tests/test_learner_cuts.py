@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from discover.backends.hf import HFPolicy
+from discover.backends.vllm import cpu_has_amx_bf16
+from discover.learners import peft
 from discover.learners.config import LearnerConfig
 from discover.learners.peft import PeftLearner
 from discover.rundir import RunDir
@@ -82,3 +84,10 @@ def test_skipping_zero_advantage_rows_gives_the_same_update(setup):
     for n, w in updates[True].items():
         torch.testing.assert_close(updates[False][n] - first[n], w - first[n], rtol=0,
                                    atol=1e-3 * learner.lr)
+
+
+def test_bf16_autocast_only_where_the_cpu_has_amx(setup, monkeypatch):
+    learner = setup[0]
+    assert learner.bf16 == cpu_has_amx_bf16()
+    monkeypatch.setattr(peft, "cpu_has_amx_bf16", lambda: True)
+    assert PeftLearner(learner.policy, LearnerConfig(micro_batch=2)).bf16

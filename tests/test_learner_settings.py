@@ -15,7 +15,7 @@ from discover.backends.hf import HFPolicy
 from discover.config import Config, ConfigError
 from discover.environment import Parent, load_environment
 from discover.learners.config import LearnerConfig, size_rule_lr
-from discover.learners.peft import PeftLearner, native_bf16
+from discover.learners.peft import PeftLearner
 from discover.model.logprobs import sequence_logprobs
 
 OLD = dict(lr=4e-5, lora_rank=16, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -107,15 +107,6 @@ def test_layers_puts_the_adapter_on_the_top_layers_only():
     assert LearnerConfig(layers=3).lora(30).layers_to_transform == [27, 28, 29]
     assert LearnerConfig(layers=3).lora(30).target_modules == "all-linear"
     assert LearnerConfig(layers=40).lora(30).layers_to_transform is None
-
-
-def test_bf16_is_chosen_by_the_cpu_flags(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("model name\t: X\nflags\t\t: fpu avx512f avx512bw\n")
-    assert not native_bf16(info)
-    info.write_text("model name\t: X\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
-    assert native_bf16(info)
-    assert not native_bf16(tmp_path / "none")
 
 
 def test_resume_with_other_lora_targets_is_refused():
