@@ -25,6 +25,20 @@ with a bootstrap 90% interval, and wins/losses/ties.
 
     python scripts/ablate.py --envs erdos --steps 6 --groups 2 --group-size 8 \\
         --max-new-tokens 160
+
+Equal time (`--equal-time`): every arm gets the same wall-clock budget instead of the same
+steps: `--budget-s`, or else the learning arm's time at `--steps` on the first seed (that run is
+the calibration: it goes first). Every other run has steps capped at STEP_CAP and
+run.budget_s = the budget. The budget covers the steps only, as run.budget_s counts them: from
+the first step's start (Ray start, model load, seeding of the initial states excluded); the
+learning arm's time is its steps' generate + score + learn seconds (metrics.jsonl), which leaves
+out only PUCT selection and the commit (milliseconds). A budget run starts a step while its
+elapsed time is under the budget, so it may overrun by up to one step: this favours the budget
+arms over the calibration run. Arms of one seed run one after another, never side by side, in
+the order given on even seeds and reversed on odd ones, so that load drift hits them alike.
+The table gives each run's steps and samples reached.
+
+    python scripts/ablate.py --envs erdos --steps 6 --equal-time
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ ARMS = {  # name: (learner, selection, backend, extra config)
     "null+puct": ("none", "puct", "null", []),
 }
 BASELINE = "none+puct"
+STEP_CAP = 100_000  # an equal-time run's steps: the budget ends it first
 
 
 def config(env: str, seed: int, args: argparse.Namespace, run_dir: Path,
@@ -79,18 +94,38 @@ def seed_initial(env: str, seed: int, args: argparse.Namespace, out: Path) -> Pa
 
 
 def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
-            out: Path) -> dict:
+            out: Path, budget: float = 0.0) -> dict:
+    """One arm's run: `args.steps` steps, or with `budget` > 0 as many as fit in `budget`
+    seconds of steps. A run finished by an earlier call is reused; one stopped part-way resumes
+    (under a budget, with what is left of it)."""
     learner, selection, backend, extra = ARMS[arm]
     cfg = config(env, seed, args, out / f"{env}-{arm}-s{seed}",
                  {"policy": {"backend": backend}, "learner": {"method": learner},
                   "run": {"selection": selection, "init_from": str(init)}},
                  config_mod.parse_set(extra))
     rd = Path(cfg.run.run_dir)
-    if stored_steps(rd) >= args.steps:  # finished by an earlier call of this script: reuse it
-        return summarise(rd) | {"seconds": step_seconds(rd)}
-    t0 = time.monotonic()  # a run stopped part-way resumes from its last stored step
-    run_dir = run(cfg, resume=RunDir(rd).config.exists())
-    return summarise(run_dir) | {"seconds": time.monotonic() - t0}
+    marker = out / f"{rd.name}.budget"  # written when a budget run has ended
+    if (stored_steps(rd) >= args.steps if not budget
+            else marker.exists() and float(marker.read_text()) == budget):
+        return result(rd)  # finished by an earlier call of this script: reuse it
+    resume = RunDir(rd).config.exists()
+    if budget:
+        cfg.run.steps = STEP_CAP
+        cfg.run.budget_s = budget - (step_seconds(rd) if resume else 0.0)
+    t0 = time.monotonic()
+    if not budget or cfg.run.budget_s > 0:  # (0 would mean no budget: a spent one runs nothing)
+        run(cfg, resume=resume)
+    if budget:
+        marker.write_text(repr(budget))
+    return result(rd, time.monotonic() - t0)
+
+
+def result(run_dir: Path, wall: float | None = None) -> dict:
+    """summarise() and the run's steps, its steps' seconds and its wall time (a reused run's:
+    its steps' seconds)."""
+    step_s = step_seconds(run_dir)
+    return summarise(run_dir) | {"steps": stored_steps(run_dir), "step_s": step_s,
+                                 "seconds": step_s if wall is None else wall}
 
 
 def stored_steps(run_dir: Path) -> int:
@@ -146,12 +181,14 @@ def fmt(x: float | None, spec: str, width: int = 0) -> str:
 
 def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
     direction = load_environment(env).direction
-    print(f"\n{env} ({direction}imise): per run (seed: best, best generated, valid, s, KL, dlogp)")
+    print(f"\n{env} ({direction}imise): per run (seed: best, best generated, valid, steps, "
+          f"samples, steps' s, KL, dlogp)")
     for arm in arms:
         for seed in seeds:
             r = results[(env, arm, seed)]
             print(f"  {arm:<19} s{seed}: {r['best']:.6g}  {fmt(r['best_generated'], '.6g')}  "
-                  f"{r['valid_rate']:.0%}  {r['seconds']:.0f} s  {fmt(r['policy_kl'], '.2g')}  "
+                  f"{r['valid_rate']:.0%}  {r['steps']} steps  {r['samples']} samples  "
+                  f"{r['step_s']:.0f} s  {fmt(r['policy_kl'], '.2g')}  "
                   f"{fmt(r['logp_change'], '.2g')}")
     if BASELINE not in arms:
         return
@@ -169,7 +206,47 @@ def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
               f" | wins {wins}, losses {losses}, ties {len(d) - wins - losses}")
 
 
-def main() -> None:
+def learning_arm(arms: list[str]) -> str | None:
+    """The first arm with a learner: at equal time without --budget-s, its time is the budget."""
+    return next((a for a in arms if ARMS[a][0] != "none"), None)
+
+
+def arm_order(arms: list[str], index: int, first: str | None = None) -> list[str]:
+    """The arms of the `index`-th seed in the order they run: `first` (the calibration run)
+    leads where given, and the order is reversed on odd seeds so load drift hits arms alike."""
+    base = [first, *(a for a in arms if a != first)] if first else list(arms)
+    return base if index % 2 == 0 else base[::-1]
+
+
+def init_states(env: str, seed: int, args: argparse.Namespace, out: Path) -> Path:
+    given = Path(args.init_from) if args.init_from else None
+    if given is not None and RunDir(given).holds_run():
+        return given
+    return seed_initial(env, seed, args, given or out)
+
+
+def run_env(env: str, args: argparse.Namespace, out: Path, results: dict) -> float:
+    """Every seed's arms, seed-major (an interrupted ablation still pairs the arms); at equal
+    time returns the budget the runs got."""
+    budget = args.budget_s
+    for i, seed in enumerate(args.seeds):
+        init = init_states(env, seed, args, out)
+        calibrate = args.equal_time and not budget
+        for arm in arm_order(args.arms, i, learning_arm(args.arms) if calibrate else None):
+            given = budget if args.equal_time else 0.0
+            r = results[(env, arm, seed)] = run_arm(env, arm, seed, init, args, out, given)
+            if args.equal_time and not budget:  # the calibration run: the budget is its time
+                budget = r["step_s"]
+                print(f"  equal-time budget: {budget:.1f} s of steps ({arm}, {args.steps} steps)")
+            print(f"  {env} {arm:<19} seed {seed}: best {r['best']:.6g}, generated "
+                  f"{fmt(r['best_generated'], '.6g')}, valid {r['valid_rate']:.0%}, KL "
+                  f"{fmt(r['policy_kl'], '.2g')}, dlogp {fmt(r['logp_change'], '.2g')}, "
+                  f"{r['steps']} steps, {r['samples']} samples, {r['step_s']:.0f} s of steps "
+                  f"({r['seconds']:.0f} s wall), load {os.getloadavg()[0]:.1f}", flush=True)
+    return budget
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["erdos"])
     p.add_argument("--arms", nargs="+", default=["entropic+puct", "none+puct", "null+puct"],
@@ -184,30 +261,38 @@ def main() -> None:
     p.add_argument("--init-from", default="",
                    help="a folder of an earlier ablation (its init-ENV-sSEED runs), or a run")
     p.add_argument("--out", default="", help="where run directories go (default: a temp dir)")
+    p.add_argument("--equal-time", action="store_true",
+                   help="the same wall-clock budget of steps for every arm, not the same steps")
+    p.add_argument("--budget-s", type=float, default=0.0,
+                   help="with --equal-time: the budget (default: the learning arm's time at "
+                        "--steps, first seed)")
     args = p.parse_args()
+    if args.equal_time and not args.budget_s and learning_arm(args.arms) is None:
+        p.error("--equal-time with no learning arm needs --budget-s")
+    if args.budget_s and not args.equal_time:
+        p.error("--budget-s goes with --equal-time")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="ablate-"))
     out.mkdir(parents=True, exist_ok=True)
-    budget = args.steps * args.groups * args.group_size
-    print(f"{len(args.arms)} arms x {len(args.envs)} envs x seeds {args.seeds}: {args.steps} steps "
-          f"x {args.groups} groups x {args.group_size} = {budget} samples a run, max_new_tokens "
-          f"{args.max_new_tokens}, {' '.join(args.set)}; {cpu_model()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; runs in {out}", flush=True)
+    samples = args.steps * args.groups * args.group_size
+    shape = (f"equal time ({f'{args.budget_s:g} s' if args.budget_s else 'the learning arm'}'s"
+             f" at {args.steps} steps) of {args.groups} groups x {args.group_size}"
+             if args.equal_time else f"{args.steps} steps x {args.groups} groups x "
+             f"{args.group_size} = {samples} samples a run")
+    print(f"{len(args.arms)} arms x {len(args.envs)} envs x seeds {args.seeds}: {shape}, "
+          f"max_new_tokens {args.max_new_tokens}, {' '.join(args.set)}; {cpu_model()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; runs in {out}",
+          flush=True)
     t0 = time.monotonic()
     results: dict[tuple[str, str, int], dict] = {}
+    budgets = {env: run_env(env, args, out, results) for env in args.envs}
     for env in args.envs:
-        for seed in args.seeds:  # seed-major: an interrupted ablation still pairs the arms
-            given = Path(args.init_from) if args.init_from else None
-            if given is not None and RunDir(given).holds_run():
-                init = given
-            else:
-                init = seed_initial(env, seed, args, given or out)
-            for arm in args.arms:
-                r = results[(env, arm, seed)] = run_arm(env, arm, seed, init, args, out)
-                print(f"  {env} {arm:<19} seed {seed}: best {r['best']:.6g}, generated "
-                      f"{fmt(r['best_generated'], '.6g')}, valid {r['valid_rate']:.0%}, KL "
-                      f"{fmt(r['policy_kl'], '.2g')}, dlogp {fmt(r['logp_change'], '.2g')}, "
-                      f"{r['seconds']:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
-    for env in args.envs:
+        if args.equal_time:
+            print(f"\n{env}: every arm had {budgets[env]:.1f} s of steps")
         table(env, args.arms, args.seeds, results)
     print(f"\ntotal {time.monotonic() - t0:.0f} s; load average after {os.getloadavg()[0]:.1f}; "
           f"run directories in {out}")

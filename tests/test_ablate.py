@@ -1,6 +1,7 @@
 """Paired ablations: every arm starts from the same stored initial states (run.init_from), and
 the script prints the paired table; a run started --init-from another run copies its states."""
 
+import importlib.util
 import json
 import sqlite3
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytestmark = pytest.mark.slow
 
@@ -74,3 +76,44 @@ def test_init_from_refuses_a_folder_with_no_run(tmp_path):
         r.stderr[-2000:]
     assert not (tmp_path / "run" / "archive.sqlite").exists() or not initial_states(
         tmp_path / "run")
+
+
+def load_ablate():
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "scripts" / "ablate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equal_time_order_alternates_and_the_calibration_run_leads():
+    ablate = load_ablate()
+    arms = ["none+puct", "entropic+puct", "null+puct"]
+    assert ablate.learning_arm(arms) == "entropic+puct"
+    assert ablate.arm_order(arms, 0, "entropic+puct") == ["entropic+puct", "none+puct",
+                                                           "null+puct"]
+    assert ablate.arm_order(arms, 1) == ["null+puct", "entropic+puct", "none+puct"]
+    assert ablate.arm_order(arms, 2) == arms
+
+
+def test_equal_time_gives_every_arm_the_budget_in_alternating_order(tmp_path):
+    out = tmp_path / "eq"
+    arms = ["null+puct", "none+puct"]
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms", *arms,
+         "--seeds", "0", "1", "--equal-time", "--budget-s", "1.5", "--groups", "1",
+         "--group-size", "2", "--max-new-tokens", "16", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ran = [(x.split()[1], int(x.split()[3].rstrip(":"))) for x in r.stdout.splitlines()
+           if x.startswith("  toy ") and " seed " in x]
+    assert ran == [("null+puct", 0), ("none+puct", 0), ("none+puct", 1), ("null+puct", 1)]
+    for arm in arms:
+        for seed in (0, 1):
+            saved = tomllib.loads((out / f"toy-{arm}-s{seed}" / "config.toml").read_text())
+            assert saved["run"]["budget_s"] == 1.5 and saved["run"]["steps"] >= 1000
+    assert "steps, samples" in r.stdout and "every arm had 1.5 s of steps" in r.stdout
+    saved = json.loads((out / "ablate.json").read_text())
+    for row in saved.values():
+        assert row["steps"] >= 1 and row["samples"] == 2 * row["steps"]
+        line = f"{row['steps']} steps  {row['samples']} samples"
+        assert line in r.stdout

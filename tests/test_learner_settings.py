@@ -95,11 +95,19 @@ def test_learner_betas_round_trip_and_are_checked(tmp_path):
 
 @pytest.mark.parametrize("item, name", [("learner.lora_targets=[]", "learner.lora_targets"),
                                         ("learner.copies=some", "learner.copies"),
-                                        ("learner.lr=-1", "learner.lr")])
+                                        ("learner.lr=-1", "learner.lr"),
+                                        ("learner.layers=-1", "learner.layers")])
 def test_bad_learner_settings_are_refused_by_name(item, name):
     cfg = config_mod.apply(Config(), config_mod.parse_set([item]))
     with pytest.raises(ConfigError, match=name):
         cfg.validate()
+
+
+def test_layers_puts_the_adapter_on_the_top_layers_only():
+    assert LearnerConfig().lora(30).layers_to_transform is None  # every layer, the default
+    assert LearnerConfig(layers=3).lora(30).layers_to_transform == [27, 28, 29]
+    assert LearnerConfig(layers=3).lora(30).target_modules == "all-linear"
+    assert LearnerConfig(layers=40).lora(30).layers_to_transform is None
 
 
 def test_resume_with_other_lora_targets_is_refused():

@@ -51,6 +51,9 @@ class LearnerConfig:
     # module names, or "all-linear": every linear layer of the decoder (attention and MLP)
     lora_targets: list[str] = field(default_factory=lambda: [ALL_LINEAR])
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW's, as the method's
+    # LoRA on the top N decoder layers only (0: every layer, the method's). Fewer layers cut the
+    # backward pass, which stops at the lowest adapted layer (docs/benchmarks.md, issue 34).
+    layers: int = 0
     # Children whose program is their parent's (comments and whitespace aside): "keep" them in
     # the advantages as the method does; "zero" gives them advantage 0 (a stated deviation).
     # Measured (docs/benchmarks.md, "Copies"), 5 paired seeds: zero tied keep on Erdos in every
@@ -71,7 +74,7 @@ class LearnerConfig:
         """The section's own checks (ValueError naming the key; Config.validate makes them
         ConfigErrors). `learning`: for a learner being built, where method "none" is refused."""
         for name, low in (("lora_rank", 1), ("lora_alpha", 1), ("micro_batch", 1),
-                          ("kl_coef", 0), ("beta", 0)):
+                          ("kl_coef", 0), ("beta", 0), ("layers", 0)):
             value = getattr(self, name)
             if not value >= low:  # (also refuses NaN)
                 raise ValueError(f"learner.{name} must be at least {low}, got {value}")
@@ -102,14 +105,25 @@ class LearnerConfig:
         """`lr` where set, else the size rule's rate for this model."""
         return self.lr or size_rule_lr(model_config)
 
-    def lora(self):
-        """PEFT's LoraConfig for these settings (imports peft)."""
+    def lora(self, num_layers: int = 0):
+        """PEFT's LoraConfig for these settings (imports peft); `num_layers`: the model's decoder
+        layers, needed where `layers` picks the top ones."""
         from peft import LoraConfig
 
         targets = list(self.lora_targets)
-        return LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0,
-                          target_modules=targets[0] if targets == [ALL_LINEAR] else targets,
-                          bias="none", task_type="CAUSAL_LM")
+        config = LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0,
+                            target_modules=targets[0] if targets == [ALL_LINEAR] else targets,
+                            bias="none", task_type="CAUSAL_LM")
+        # Set after construction: LoraConfig refuses layers with the "all-linear" string, which
+        # PEFT expands to module names only when it wraps the model (and then filters layers).
+        config.layers_to_transform = self.top_layers(num_layers)
+        return config
+
+    def top_layers(self, num_layers: int) -> list[int] | None:
+        """The decoder layers the adapter sits on, None for all of them."""
+        if not self.layers or self.layers >= num_layers:
+            return None
+        return list(range(num_layers - self.layers, num_layers))
 
 
 def check_temperature(temperature: float) -> None:

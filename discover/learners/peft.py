@@ -11,7 +11,11 @@ averaged over the completions of the step. On-policy the ratio is 1 and the grad
 non-negative per-token estimate of KL(theta || base). Prompt tokens carry no loss.
 
 A step whose advantages are all zero (and kl_coef == 0) has no gradient: it is skipped with no
-optimiser step and no version bump, so a version always names one set of weights.
+optimiser step and no version bump, so a version always names one set of weights. Likewise a
+completion with A = 0 runs no forward or backward pass when kl_coef == 0: its loss term is
+exactly zero, and so is its gradient.
+
+`learner.clock` holds the seconds of each part of the last step (scripts/profile_learner.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -27,6 +33,7 @@ from safetensors.torch import load_file
 
 from discover.advantages import compute_advantages
 from discover.backends.base import Sample
+from discover.backends.vllm import cpu_has_amx_bf16
 from discover.learners.base import Learner
 from discover.learners.config import LearnerConfig, check_temperature
 from discover.model import shared_prefix
@@ -40,6 +47,25 @@ from discover.model.logprobs import (
 ADAPTER_FILE = "adapter_model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "learner.json"
+# Completions the movement probe runs (the first of the step's first micro-batch): its two
+# no-grad passes (adapter on, off) over the prompt and these rows buy no learning, only the
+# logged policy_kl and logp_change; 8 -> 2 cut the probe 3.3x at 384 tokens (issue 34).
+PROBE_ROWS = 2
+
+
+class StepClock:
+    """Wall seconds per named part of one learner step (flat: parts do not nest)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 class PeftLearner(Learner):
@@ -59,10 +85,11 @@ class PeftLearner(Learner):
             with torch.random.fork_rng(devices=[]):
                 if seed is not None:
                     torch.manual_seed(seed)
-                model = get_peft_model(model, cfg.lora())
+                model = get_peft_model(model, cfg.lora(model.config.num_hidden_layers))
             policy.model = model  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
             enable_checkpointing(model.get_base_model())
+        drop_input_grads(model.get_base_model())  # (PEFT adds one when it wraps the model)
         model.eval()
         self.model = model
         self.batched = cfg.batched and shared_prefix.install(model)
@@ -72,6 +99,11 @@ class PeftLearner(Learner):
         self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, betas=tuple(cfg.betas),
                                            weight_decay=0.0)
         self._before: list[torch.Tensor] = []  # the last backward's log-probs, chunk order
+        self.clock = StepClock()
+        self.probe_rows = PROBE_ROWS
+        # The learner's forward passes in bfloat16 where the CPU has AMX-BF16 (as the vLLM CPU
+        # engine decides), else float32: without it bf16 was 1.6x slower (issue 34).
+        self.bf16 = model.device.type == "cpu" and cpu_has_amx_bf16()
 
     def step(self, groups: list[list[Sample]], rewards: list[list[float]],
              copies: list[list[bool]] | None = None) -> dict:
@@ -79,21 +111,26 @@ class PeftLearner(Learner):
 
         `copies` marks the children whose program is their parent's (learner.copies)."""
         t0 = time.monotonic()
+        self.clock = clock = StepClock()
         metrics = self.backward(groups, rewards, copies)
         if not metrics["skipped"]:
             clip = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
-            self.optimizer.step()
+            with clock.part("clip"):
+                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
+            with clock.part("optimiser"):
+                self.optimizer.step()
             self.policy.version += 1
-            metrics.update(self.movement(self._work))
-        self.optimizer.zero_grad(set_to_none=True)
+            with clock.part("movement probe"):
+                metrics.update(self.movement(self._work))
+        with clock.part("zero grad"):
+            self.optimizer.zero_grad(set_to_none=True)
         metrics.update(seconds=time.monotonic() - t0, version=self.policy.version, lr=self.lr)
         return metrics
 
     def movement(self, work: list[tuple[Sample, float]]) -> dict:
-        """How far the step moved the model (`movement`), on the step's first micro-batch
-        (one prompt's completions), with the log-probs its backward pass computed as before."""
-        chunk = self._chunks(work)[0]
+        """How far the step moved the model (`movement`), on the first `probe_rows` completions
+        of the step's first micro-batch, with the log-probs its backward pass computed as before."""
+        chunk = self._chunks(work)[0][:self.probe_rows]
         return movement(self.model, chunk, self._before[:len(chunk)], self._tables)
 
     def _tables(self, chunk: list[tuple[Sample, float]]) -> list[torch.Tensor]:
@@ -112,39 +149,51 @@ class PeftLearner(Learner):
         one prompt, which runs once per micro-batch), each backward pass scaled by 1/N (N:
         completions with tokens) so the sum is the mean loss's.
         """
-        items, work, metrics = step_items(groups, rewards, self.cfg, copies)
-        self.optimizer.zero_grad(set_to_none=True)
+        with self.clock.part("advantages"):
+            items, work, metrics = step_items(groups, rewards, self.cfg, copies)
+            self.optimizer.zero_grad(set_to_none=True)
         self._work, self._before = work, []
         if not work:
             return metrics
-
         n = len(items)
-        loss_sum, kl_base_sum, ratio_sum, ratio_n = 0.0, 0.0, 0.0, 0
+        sums = {"loss": 0.0, "kl_base": 0.0, "ratio": 0.0, "ratio_n": 0}
         self.model.train()
         try:
             for chunk in self._chunks(work):
-                logps = self._logprobs(chunk)
-                if self.cfg.kl_coef > 0:
-                    with torch.no_grad(), self.model.disable_adapter():
-                        bases = self._logprobs(chunk)
-                else:
-                    bases = [None] * len(chunk)
-                terms = []
-                self._before += [lp.detach() for lp in logps]
-                for (s, a), logp, base in zip(chunk, logps, bases, strict=True):
-                    pg, kl_base, ratios = self._completion_loss(s, a, logp, base)
-                    terms.append((pg + self.cfg.kl_coef * kl_base) / n)
-                    kl_base_sum += kl_base.item()
-                    ratio_sum += ratios.sum().item()
-                    ratio_n += ratios.numel()
-                loss = torch.stack(terms).sum()
-                loss.backward()
-                loss_sum += loss.item()
+                self._chunk_backward(chunk, n, sums)
         finally:
             self.model.eval()
-        metrics.update(loss=loss_sum, skipped=False, ratio=ratio_sum / max(1, ratio_n),
-                       kl_base=kl_base_sum / n)
+        metrics.update(loss=sums["loss"], skipped=False,
+                       ratio=sums["ratio"] / max(1, sums["ratio_n"]), kl_base=sums["kl_base"] / n)
         return metrics
+
+    def _chunk_backward(self, chunk: list[tuple[Sample, float]], n: int, sums: dict) -> None:
+        """One micro-batch's forward passes and backward pass; adds its figures to `sums`."""
+        part = self.clock.part
+        with part("lora forward"), self._autocast():
+            logps = self._logprobs(chunk)
+        bases = [None] * len(chunk)
+        if self.cfg.kl_coef > 0:
+            with part("base forward"), self._autocast(), torch.no_grad(), \
+                    self.model.disable_adapter():
+                bases = self._logprobs(chunk)
+        with part("loss"):
+            terms = []
+            self._before += [lp.detach() for lp in logps]
+            for (s, a), logp, base in zip(chunk, logps, bases, strict=True):
+                pg, kl_base, ratios = self._completion_loss(s, a, logp, base)
+                terms.append((pg + self.cfg.kl_coef * kl_base) / n)
+                sums["kl_base"] += kl_base.item()
+                sums["ratio"] += ratios.sum().item()
+                sums["ratio_n"] += ratios.numel()
+            loss = torch.stack(terms).sum()
+        with part("backward"):
+            loss.backward()
+        sums["loss"] += loss.item()
+
+    def _autocast(self):
+        """bfloat16 autocast where the CPU has AMX-BF16 (`bf16`), else nothing."""
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
     def _chunks(self, work: list[tuple[Sample, float]]) -> list[list[tuple[Sample, float]]]:
         """Micro-batches: `micro_batch` completions each; batched, only of one prompt."""
@@ -223,12 +272,15 @@ def load_state(path: str | Path, model, optimizer: torch.optim.Optimizer,
     if missing:
         raise FileNotFoundError(f"{path} is not a saved learner: missing {missing}")
     saved = json.loads((path / "adapter_config.json").read_text())
-    targets = lora_modules(model)
-    if saved.get("r") != cfg.lora_rank or set(saved.get("target_modules") or []) != targets:
+    targets, layers = lora_modules(model), model.peft_config["default"].layers_to_transform
+    if saved.get("r") != cfg.lora_rank or set(saved.get("target_modules") or []) != targets \
+            or saved.get("layers_to_transform") != layers:
         raise ValueError(
             f"adapter in {path} has rank {saved.get('r')} on "
-            f"{sorted(saved.get('target_modules') or [])}; this learner uses rank "
-            f"{cfg.lora_rank} on {sorted(targets)} (learner.lora_rank, learner.lora_targets)")
+            f"{sorted(saved.get('target_modules') or [])} of layers "
+            f"{saved.get('layers_to_transform') or 'all'}; this learner uses rank "
+            f"{cfg.lora_rank} on {sorted(targets)} of layers {layers or 'all'} "
+            f"(learner.lora_rank, learner.lora_targets, learner.layers)")
     result = set_peft_model_state_dict(model, load_file(path / ADAPTER_FILE))
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"adapter in {path} has unexpected weights: {result.unexpected_keys}")
@@ -307,3 +359,17 @@ def enable_checkpointing(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    drop_input_grads(model)
+
+
+def drop_input_grads(model) -> None:
+    """Remove the hooks (transformers' and PEFT's) that make the embeddings' output require grad.
+
+    Reentrant checkpointing needs them; ours does not, and with them the backward pass runs down
+    to the embeddings even where the adapter sits on the top layers only (learner.layers):
+    without them it stops at the lowest adapted layer. The LoRA gradient is the same, bit for
+    bit (issue 34, measured)."""
+    emb = model.get_input_embeddings()
+    for key, hook in list(emb._forward_hooks.items()):
+        if getattr(hook, "__name__", "").startswith("make_inputs_require_grad"):
+            del emb._forward_hooks[key]

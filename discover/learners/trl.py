@@ -33,6 +33,7 @@ from discover.backends.base import Sample
 from discover.learners.base import Learner
 from discover.learners.config import LearnerConfig, check_temperature
 from discover.learners.peft import (
+    PROBE_ROWS,
     enable_checkpointing,
     load_state,
     movement,
@@ -92,7 +93,7 @@ class TRLLearner:
         cfg.validate(learning=True)
         check_temperature(temperature)
         from datasets import Dataset
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from trl import GRPOConfig
 
         self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
@@ -116,7 +117,7 @@ class TRLLearner:
             model=model, reward_funcs=_reward_from_environment, args=args,
             train_dataset=Dataset.from_dict({"prompt": ["(prompts come from the search)"]}),
             processing_class=tokenizer,
-            peft_config=cfg.lora())
+            peft_config=cfg.lora(AutoConfig.from_pretrained(model).num_hidden_layers))
         self.trainer.stats = []
         self.trainer.current_gradient_accumulation_steps = 1  # set by train(), which never runs
         self.model = self.trainer.model  # the PeftModel
@@ -143,8 +144,8 @@ class TRLLearner:
             norm = self.trainer.accelerator.clip_grad_norm_(self.params, clip)
             metrics["grad_norm"] = float(norm)
             # How far the update moves the model (policy_kl, logp_change), as peft.py logs it:
-            # on the first micro-batch, its sampled tokens' log-probs taken before the update.
-            chunk = self._work[:self.cfg.micro_batch]
+            # on the first PROBE_ROWS completions, their log-probs taken before the update.
+            chunk = self._work[:PROBE_ROWS]
             with torch.no_grad():
                 before = [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids,
                                             self.temperature) for s, _ in chunk]
