@@ -279,7 +279,8 @@ def from_dict(values: dict) -> Config:
 # What must match between a saved run and a resumed one; the rest (steps, budget) may change.
 RESUME_FIXED = [("run", "env"), ("run", "groups"), ("run", "group_size"), ("run", "seed"),
                 ("run", "selection"), ("policy", "model"), ("learner", "method"),
-                ("learner", "lora_rank"), ("learner", "lora_targets"), ("env", None)]
+                ("learner", "lora_rank"), ("learner", "lora_targets"), ("learner", "layers"),
+                ("env", None)]
 
 
 def check_resume(saved: Config, new: Config) -> None:

@@ -16,8 +16,6 @@ from discover.learners.config import LearnerConfig
 from discover.learners.peft import PeftLearner
 from discover.rundir import RunDir
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["Write a Python function that adds two numbers.", "Say hello in French."]
 ZERO_GROUP = [[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]]  # the second group: A = 0 for every row
@@ -52,6 +50,7 @@ def lora(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.slow  # a whole profiled step (20-30 s): the --all tier
 def test_the_profile_parts_add_up_to_the_step(setup, tmp_path):
     reset(setup)
     learner, groups, _ = setup
