@@ -428,6 +428,25 @@ class Archive:
         return self.db.execute("SELECT COUNT(*) FROM candidates WHERE ok = ?",
                                (int(ok),)).fetchone()[0]
 
+    def generated(self, valid: bool = False, upto: int | None = None) -> int:
+        """How many candidates the steps generated (the initial states, step -1, not counted);
+        `valid`: only the valid ones; `upto`: only those with id <= upto. Counted on indexes."""
+        cond = ("ok = 1" if valid else "step >= -1") + ("" if upto is None else " AND id <= ?")
+        args = () if upto is None else (upto,)
+        return (self.db.execute(f"SELECT COUNT(*) FROM candidates WHERE {cond}",
+                                args).fetchone()[0]
+                - self.db.execute(f"SELECT COUNT(*) FROM candidates WHERE step = -1 AND {cond}",
+                                  args).fetchone()[0])
+
+    def created_at(self, id: int | None = None) -> float | None:
+        """When candidate `id` was stored; None: the first stored candidate (None if none)."""
+        if id is None:
+            row = self.db.execute("SELECT created_at FROM candidates ORDER BY id LIMIT 1")
+        else:
+            row = self.db.execute("SELECT created_at FROM candidates WHERE id = ?", (id,))
+        row = row.fetchone()
+        return None if row is None else row[0]
+
     def last_step(self) -> int:
         """The last finished step, -1 when none."""
         row = self.db.execute("SELECT MAX(step) FROM steps").fetchone()

@@ -325,3 +325,19 @@ def test_summary_page_matches_sorting_every_row(tmp_path: Path) -> None:
         a.summary_page("code")
     with pytest.raises(ValueError):
         a.distinct("code")
+
+
+def test_generated_counts_and_created_at(tmp_path: Path) -> None:
+    """The counts run stats read from the indexes equal those of every row."""
+    a, p, _ = fresh(tmp_path / "a.sqlite")
+    assert a.generated() == 0 and a.generated(valid=True) == 0
+    grow(a, p, 5)
+    rows = a.summary()
+    gen = [r for r in rows if not r["initial"]]
+    assert a.generated() == len(gen)
+    assert a.generated(valid=True) == sum(r["ok"] for r in gen)
+    for upto in (1, 2, 5, 17, rows[-1]["id"]):
+        assert a.generated(upto=upto) == sum(r["id"] <= upto for r in gen)
+    assert a.created_at() == min(r["created_at"] for r in rows)
+    assert a.created_at(rows[7]["id"]) == rows[7]["created_at"]
+    assert Archive(tmp_path / "empty.sqlite").created_at() is None
