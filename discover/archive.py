@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE INDEX IF NOT EXISTS candidates_best ON candidates (ok, reward DESC, id);
 CREATE INDEX IF NOT EXISTS candidates_parent ON candidates (parent_id);
 CREATE INDEX IF NOT EXISTS candidates_step ON candidates (step);
+-- the UI's candidate table: its default order (reward) is a walk down an index, and the lists of
+-- failure kinds and policy versions are a few index probes (Archive.distinct), not table scans
+CREATE INDEX IF NOT EXISTS candidates_reward ON candidates (reward, id);
+CREATE INDEX IF NOT EXISTS candidates_failure ON candidates (failure);
+CREATE INDEX IF NOT EXISTS candidates_version ON candidates (policy_version);
 CREATE TABLE IF NOT EXISTS puct_nodes (      -- the selectable set and its statistics
     id INTEGER PRIMARY KEY REFERENCES candidates(id),
     n INTEGER NOT NULL,
@@ -71,6 +76,11 @@ CREATE TABLE IF NOT EXISTS adapters (
 );
 """
 
+_SUMMARY = ("id, step, parent_id, score, reward, ok, failure, initial, created_at, "
+            "policy_version")
+SUMMARY_SORT = {"id": False, "step": False, "score": True, "reward": False,
+                "policy_version": False, "failure": True}  # sortable column: may it be NULL?
+_DISTINCT = ("step", "failure", "policy_version")  # each has an index: Archive.distinct
 _COLUMNS = ("id, step, group_idx, parent_id, code, artifact, score, reward, ok, failure, log, "
             "stdout, completion, policy_version, gen_s, eval_s, metrics, initial, key")
 
@@ -418,6 +428,25 @@ class Archive:
         return self.db.execute("SELECT COUNT(*) FROM candidates WHERE ok = ?",
                                (int(ok),)).fetchone()[0]
 
+    def generated(self, valid: bool = False, upto: int | None = None) -> int:
+        """How many candidates the steps generated (the initial states, step -1, not counted);
+        `valid`: only the valid ones; `upto`: only those with id <= upto. Counted on indexes."""
+        cond = ("ok = 1" if valid else "step >= -1") + ("" if upto is None else " AND id <= ?")
+        args = () if upto is None else (upto,)
+        return (self.db.execute(f"SELECT COUNT(*) FROM candidates WHERE {cond}",
+                                args).fetchone()[0]
+                - self.db.execute(f"SELECT COUNT(*) FROM candidates WHERE step = -1 AND {cond}",
+                                  args).fetchone()[0])
+
+    def created_at(self, id: int | None = None) -> float | None:
+        """When candidate `id` was stored; None: the first stored candidate (None if none)."""
+        if id is None:
+            row = self.db.execute("SELECT created_at FROM candidates ORDER BY id LIMIT 1")
+        else:
+            row = self.db.execute("SELECT created_at FROM candidates WHERE id = ?", (id,))
+        row = row.fetchone()
+        return None if row is None else row[0]
+
     def last_step(self) -> int:
         """The last finished step, -1 when none."""
         row = self.db.execute("SELECT MAX(step) FROM steps").fetchone()
@@ -426,11 +455,53 @@ class Archive:
     def summary(self) -> list[dict]:
         """One light row per candidate, in id order (no code, artefact or logs): what plots and
         comparisons need, cheap to read even for a large run."""
-        rows = self.db.execute("SELECT id, step, parent_id, score, reward, ok, failure, initial, "
-                               "created_at, policy_version FROM candidates ORDER BY id")
-        return [dict(id=i, step=s, parent_id=p, score=sc, reward=r, ok=bool(ok), failure=f,
-                     initial=bool(ini), created_at=t, policy_version=v)
-                for i, s, p, sc, r, ok, f, ini, t, v in rows]
+        rows = self.db.execute(f"SELECT {_SUMMARY} FROM candidates ORDER BY id")
+        return [_summary_row(r) for r in rows]
+
+    def summary_page(self, sort: str = "reward", desc: bool = True, limit: int = 200,
+                     offset: int = 0, failure: str | None = None, step: int | None = None,
+                     version: int | None = None, min_score: float | None = None,
+                     max_score: float | None = None) -> tuple[int, list[dict]]:
+        """How many summary rows match, and one page of them, filtered, sorted and paged in
+        SQL (failure: 'valid', 'failed' or a failure kind; a score bound leaves out what has no
+        score). Order: by `sort`, ties by id, both in the direction asked; rows with no value
+        of `sort` last either way, by id."""
+        if sort not in SUMMARY_SORT:
+            raise ValueError(f"sort must be one of {', '.join(SUMMARY_SORT)}, got {sort!r}")
+        where, args = [], []
+        if failure == "valid":
+            where.append("ok = 1")
+        elif failure == "failed":
+            where.append("ok = 0")
+        elif failure is not None:
+            where.append("failure = ?")
+            args.append(failure)
+        for col, op, value in (("step", "=", step), ("policy_version", "=", version),
+                               ("score", ">=", min_score), ("score", "<=", max_score)):
+            if value is not None:
+                where.append(f"{col} {op} ?")
+                args.append(value)
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        d = "DESC" if desc else "ASC"
+        order = f"{sort} {d}, id {d}"
+        if SUMMARY_SORT[sort]:  # NULLs last, and among themselves by id
+            order = f"{sort} IS NULL, {sort} {d}, CASE WHEN {sort} IS NULL THEN id END, id {d}"
+        total = self.db.execute(f"SELECT COUNT(*) FROM candidates{cond}", args).fetchone()[0]
+        rows = self.db.execute(f"SELECT {_SUMMARY} FROM candidates{cond} ORDER BY {order} "
+                               f"LIMIT ? OFFSET ?", (*args, limit, offset))
+        return total, [_summary_row(r) for r in rows]
+
+    def distinct(self, column: str) -> list:
+        """The distinct non-NULL values of an indexed column ('step', 'failure' or
+        'policy_version'), ascending: one index probe per value, not a scan of every row."""
+        if column not in _DISTINCT:
+            raise ValueError(f"distinct reads only {', '.join(_DISTINCT)}, not {column!r}")
+        out, row = [], self.db.execute(f"SELECT MIN({column}) FROM candidates").fetchone()
+        while row[0] is not None:
+            out.append(row[0])
+            row = self.db.execute(f"SELECT MIN({column}) FROM candidates WHERE {column} > ?",
+                                  (row[0],)).fetchone()
+        return out
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -526,6 +597,12 @@ def _candidate(row: tuple) -> Candidate:
                      completion=completion, group_idx=group_idx, policy_version=policy_version,
                      gen_s=gen_s, eval_s=eval_s, metrics=json.loads(metrics),
                      initial=bool(initial), key=key)
+
+
+def _summary_row(row: tuple) -> dict:
+    i, s, p, sc, r, ok, f, ini, t, v = row
+    return dict(id=i, step=s, parent_id=p, score=sc, reward=r, ok=bool(ok), failure=f,
+                initial=bool(ini), created_at=t, policy_version=v)
 
 
 def _brief(xs: list) -> str:

@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bottle
 
-from discover.archive import ArchiveError, CandidateNotFound
+from discover.archive import SUMMARY_SORT, ArchiveError, CandidateNotFound
 from discover.rundir import RunDir
 from discover.views.inspection import (
     PROGRAM_SUFFIX,
@@ -40,7 +40,7 @@ from discover.views.report import best_by_step, best_by_time, draw_artifact
 
 STATIC = Path(__file__).with_name("ui_static")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-SORT_KEYS = ("id", "step", "score", "reward", "policy_version", "failure")
+SORT_KEYS = tuple(SUMMARY_SORT)
 MAX_ROWS = 5000  # per request of /candidates (page on with offset)
 ARTIFACT_PREVIEW = 20_000  # characters of an artefact's JSON in /candidates/ID
 _DRAW = threading.Lock()  # matplotlib is not thread-safe; pictures are drawn one at a time
@@ -119,23 +119,12 @@ def candidates(run: Run, failure: str | None = None, step: int | None = None,
     if not (1 <= limit <= MAX_ROWS and offset >= 0):
         raise ValueError(f"limit must be 1..{MAX_ROWS} and offset >= 0")
     a = run.archive
-    with a.snapshot():
-        rows = a.summary()
-    kinds = sorted({r["failure"] for r in rows if r["failure"]})
-    versions = sorted({r["policy_version"] for r in rows})
-    picked = [r for r in rows
-              if (failure is None or (failure == "valid" and r["ok"])
-                  or (failure == "failed" and not r["ok"]) or r["failure"] == failure)
-              and (step is None or r["step"] == step)
-              and (version is None or r["policy_version"] == version)
-              and (min_score is None or (r["score"] is not None and r["score"] >= min_score))
-              and (max_score is None or (r["score"] is not None and r["score"] <= max_score))]
-    have = [r for r in picked if r[sort] is not None]
-    have.sort(key=lambda r: (r[sort], r["id"]), reverse=desc)
-    ordered = have + [r for r in picked if r[sort] is None]
-    return {"total": len(picked), "offset": offset, "rows": ordered[offset:offset + limit],
-            "failure_kinds": kinds, "policy_versions": versions,
-            "steps": sorted({r["step"] for r in rows})}
+    with a.snapshot():  # filtered, sorted and paged in SQL: a page costs the same at any size
+        total, rows = a.summary_page(sort, desc, limit, offset, failure=failure, step=step,
+                                     version=version, min_score=min_score, max_score=max_score)
+        kinds, versions, steps = (a.distinct(c) for c in ("failure", "policy_version", "step"))
+    return {"total": total, "offset": offset, "rows": rows, "failure_kinds": kinds,
+            "policy_versions": versions, "steps": steps}
 
 
 def verify_hint(run: Run, c_id: int) -> str:
