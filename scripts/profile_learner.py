@@ -42,11 +42,11 @@ from pathlib import Path
 
 from discover.backends.base import Sample, publish_adapter
 from discover.backends.hf import HFPolicy
-from discover.backends.vllm import cpu_has_amx_bf16
 from discover.config import Config
 from discover.doctor import cpu_model
 from discover.learners import peft
 from discover.learners.peft import PeftLearner
+from discover.model.cpu_flags import cpu_has_amx_bf16
 from discover.rundir import RunDir, save_adapter
 
 EXTRA = ("adapter save", "hand-off")

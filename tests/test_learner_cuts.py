@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from discover.backends.hf import HFPolicy
-from discover.backends.vllm import cpu_has_amx_bf16
 from discover.learners import peft
 from discover.learners.config import LearnerConfig
 from discover.learners.peft import PeftLearner
+from discover.model.cpu_flags import cpu_has_amx_bf16
 from discover.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,6 +40,9 @@ DISCOVER = [sys.executable, "-m", "discover.cli"]
 # bound instead (docs/gpu.md).
 MAX_LOGP_DIFF_FP32 = 3e-4
 MEAN_LOGP_DIFF_BF16 = 0.1
+# A whole run's generator and learner: sharing one GPU, or on the CPU build's engine.
+RUN_SHARE = ["--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
+             "--set", "policy.gpu_memory_utilization=0.3"] if CUDA else ["--set", "learner.gpus=0"]
 
 
 def model_dir() -> str:
@@ -220,15 +223,12 @@ def test_three_step_run_learns_and_resumes_after_sigkill(tmp_path):
     from discover.integrity import check_run_dir
 
     run_dir = tmp_path / "run"
-    share = ["--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
-             "--set", "policy.gpu_memory_utilization=0.3"] if CUDA else [
-        "--set", "learner.gpus=0"]
     # kl_coef > 0: every step is a learner step (a KL term even where all rewards tie: the
     # 135M model often writes no valid program in 16 tries), so each step makes a new version.
     args = ["run", "toy", "--backend", "vllm", "--learner", "entropic", "--steps", "3",
             "--groups", "2", "--group-size", "4", "--max-new-tokens", "128", "--seed", "0",
             "--set", "learner.lr=1e-3", "--set", "learner.kl_coef=0.01", "--run-dir",
-            str(run_dir), *share]
+            str(run_dir), *RUN_SHARE]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([*DISCOVER, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -371,12 +371,9 @@ def test_a_lost_generator_actor_stops_the_run_cleanly_and_it_resumes(tmp_path):
     from discover.integrity import check_run_dir
 
     run_dir = tmp_path / "run"
-    share = ["--set", "policy.generator_gpus=0.5", "--set", "learner.gpus=0.5",
-             "--set", "policy.gpu_memory_utilization=0.3"] if CUDA else [
-        "--set", "learner.gpus=0"]
     args = ["run", "toy", "--backend", "vllm", "--learner", "entropic", "--steps", "3",
             "--groups", "1", "--group-size", "4", "--max-new-tokens", "64", "--seed", "1",
-            "--set", "learner.kl_coef=0.01", "--run-dir", str(run_dir), *share]
+            "--set", "learner.kl_coef=0.01", "--run-dir", str(run_dir), *RUN_SHARE]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "first.log"
     proc = subprocess.Popen([*DISCOVER, *args], stdout=open(log_path, "w"),

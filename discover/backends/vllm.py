@@ -41,6 +41,7 @@ from discover.backends.base import (
     prefills,
     prompt_seed,
 )
+from discover.model.cpu_flags import cpu_has_amx_bf16
 
 INSTALL_HINT = ("the vllm backend needs vLLM, which is not installed in this environment: "
                 "run `bash scripts/setup_vllm.sh` and use its venv (`. .venv-vllm/bin/activate`); "
@@ -65,18 +66,6 @@ def max_lora_rank(rank: int) -> int:
         if r >= rank:
             return r
     raise ValueError(f"LoRA rank {rank} is above the largest vLLM serves ({VLLM_LORA_RANKS[-1]})")
-
-
-def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 natively (AMX-BF16); AVX-512 BF16 alone was slower
-    than float32 in vLLM (docs/machines.md)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return "amx_bf16" in flags.split()
 
 
 def engine_dtype(device: str, requested: str = "auto", cpuinfo: str | None = None) -> str:

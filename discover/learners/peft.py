@@ -33,10 +33,10 @@ from safetensors.torch import load_file
 
 from discover.advantages import compute_advantages
 from discover.backends.base import Sample
-from discover.backends.vllm import cpu_has_amx_bf16
 from discover.learners.base import Learner
 from discover.learners.config import LearnerConfig, check_temperature
 from discover.model import shared_prefix
+from discover.model.cpu_flags import cpu_has_amx_bf16
 from discover.model.logprobs import (
     group_log_softmax,
     group_logprobs,
