@@ -15,6 +15,8 @@ Target: sandbox time per evaluation at most 1.3x the bare spawn's.
 
 `--levels` also times `/bin/true` through `run_program` at every isolation level this machine
 offers (sealed bubblewrap, unshare, ...), alternated the same way: what each level costs.
+scripts/bench_forkserver.py splits a candidate's start further (interpreter, numpy, bubblewrap)
+and times a fork-server prototype (issue 36, item 4; docs/scale.md).
 
     python scripts/bench_sandbox.py --rounds 12 --per-round 4 [--levels]
 """
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 
+from discover.doctor import cpu_model
 from discover.sandbox import Limits, available_levels, isolation, run_function, run_program
 
 TARGET = 1.3
@@ -73,8 +76,8 @@ def main() -> None:
     args = p.parse_args()
 
     iso = isolation()  # probed once, outside the timings
-    print(f"sandbox mode: {iso['mode']}; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores")
+    print(f"sandbox mode: {iso['mode']}; {cpu_model()}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as workdir:
         sandbox_once()
         bare_once(workdir)  # warm the page cache for both
