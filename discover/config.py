@@ -43,6 +43,9 @@ class RunSection:
     puct_c: float = 1.0
     log: str = ""  # extra metrics sinks beside metrics.jsonl: "tensorboard", "wandb" or both
     stream_scoring: bool = True  # each program goes to the scorers as soon as it is sampled
+    # The learner's update of step t runs while step t+1 samples and scores with the adapter
+    # one version behind (docs/METHOD.md, "Overlap"); off: every step samples with the latest.
+    overlap: bool = False
 
 
 @dataclass

@@ -5,11 +5,14 @@ One step, in seven phases (numbered so in the comments below): 1 select, 2 rende
 3 sample, 4 score, 5 learn (advantages + one LoRA step), 6 publish the adapter, 7 commit
 (children, PUCT statistics, metrics and the adapter version in one transaction). The commit
 comes after the learner's step, so a killed run never holds children without the weights they
-trained.
+trained. With run.overlap the learner's step of step t runs while step t+1 samples and scores
+(with the adapter one version behind) and is published by step t+1; its inputs are kept in the
+run directory (update.json) until then, so a resume after a kill makes the same update again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,7 +29,7 @@ from discover.config import Config, ConfigError
 from discover.edits import is_copy
 from discover.environment import Environment, Parent
 from discover.initial_states import open_tree, stored_initial_states
-from discover.learners.base import Learner
+from discover.learners.base import Learner, Update
 from discover.learners.factory import make_learner
 from discover.model.store import check_model
 from discover.progress import StepReport
@@ -103,6 +106,7 @@ class RunParts:
     learner: Learner | None = None
     pool: ScorerPool | None = None
     log: metrics_log.MetricsLog | None = None
+    update: Update | None = None  # run.overlap: the learner's step under way
 
 
 def prepare_run(cfg: Config, resume: bool,
@@ -139,7 +143,9 @@ def open_run(parts: RunParts, resume: bool, stored: list[Candidate]) -> None:
         version = archive.step_metrics()[-1].get("version", 0)
         if version > 0:
             parts.learner.load(rd.adapter(version))
-            publish_adapter(parts.policy, rd)
+            publish_adapter(parts.policy, rd, version)
+        if cfg.run.overlap:  # the update a kill (or the run's end) left unpublished, again
+            parts.update = resubmit_update(parts, archive.last_step(), version)
     if cfg.run.log:
         parts.log = metrics_log.MetricsLog(cfg.run.log, rd.path, cfg.to_dict())
 
@@ -198,8 +204,9 @@ def run_step(step: int, parts: RunParts) -> StepReport:
     # 4. Score: the children from the scores streaming started, the rest scored here.
     groups = scoring.children(samples)
     t2 = time.monotonic()
-    # 5-6. Learn (advantages per group, one LoRA step) and publish the new adapter.
-    learn, adapter = learn_and_publish(parts, parents, samples, groups)
+    # 5-6. Learn (advantages per group, one LoRA step) and publish the new adapter; with
+    # run.overlap, publish the previous step's update and start this step's.
+    learn, adapter = learn_and_publish(parts, step, parents, samples, groups)
     t3 = time.monotonic()
     for g in groups:
         for c in g:
@@ -223,19 +230,60 @@ def run_step(step: int, parts: RunParts) -> StepReport:
                       seconds=metrics["seconds"], learner=learn, metrics=metrics)
 
 
-def learn_and_publish(parts: RunParts, parents: list[Parent], samples: list[list[Sample]],
-                      groups: list[list[Candidate]]) -> tuple[dict, tuple[int, str] | None]:
+def learn_and_publish(parts: RunParts, step: int, parents: list[Parent],
+                      samples: list[list[Sample]], groups: list[list[Candidate]]
+                      ) -> tuple[dict, tuple[int, str] | None]:
     """The learner's metrics, and (version, adapter folder) where the step made a new version."""
-    learner, policy, rd = parts.learner, parts.policy, parts.rd
+    learner, cfg = parts.learner, parts.cfg
     if learner is None:
         return {}, None
     copies = [[is_copy(c.code, p.code, parts.env.language) for c in g]
               for p, g in zip(parents, groups, strict=True)]
-    # 5. Learn: advantages per group and one LoRA step.
-    learn = learner.step(samples, [[c.reward for c in g] for g in groups], copies)
-    if any(a["version"] == policy.version for a in parts.archive.adapters()):
-        return learn, None  # a skipped step (no gradient): no new version
-    # 6. Publish: the new version's adapter saved, then handed to the samplers.
-    save_adapter(learner, rd, policy.version)
-    publish_adapter(policy, rd)  # vLLM's generators load it; the CPU sampler already has it
-    return learn, (policy.version, str(rd.adapter(policy.version).relative_to(rd.path)))
+    rewards = [[c.reward for c in g] for g in groups]
+    if not cfg.run.overlap:
+        # 5. Learn: advantages per group and one LoRA step. 6. Publish the new version.
+        learn = learner.submit(samples, rewards, copies).result()
+        return learn, publish(parts, learn["version"])
+    # 5. Learn: wait for the update started at the last step, then 6. publish it ...
+    learn, adapter = {}, None
+    if parts.update is not None:
+        learn = parts.update.result()
+        parts.update = None
+        adapter = publish(parts, learn["version"])
+    # ... and start this step's, which the next step's sampling and scoring run beside. The
+    # last step's is only kept for a resume that adds steps: nothing would sample with it.
+    write_atomic(parts.rd.path / UPDATE_FILE, json.dumps({
+        "step": step, "base": parts.policy.version, "rewards": rewards, "copies": copies,
+        "samples": [[dataclasses.asdict(s) for s in g] for g in samples]}))
+    if step + 1 < cfg.run.steps:
+        parts.update = learner.submit(samples, rewards, copies)
+    return learn, adapter
+
+
+UPDATE_FILE = "update.json"  # run.overlap: the inputs of the update not yet published
+
+
+def resubmit_update(parts: RunParts, last_step: int, version: int) -> Update | None:
+    """On resume with run.overlap: start again the update of the last stored step, which was
+    under way (or, at the run's end, never run) when the run stopped. Its inputs were written
+    before that step's commit; they are stale if the step was not committed or the update was
+    published since (the learner is past their base version)."""
+    path = parts.rd.path / UPDATE_FILE
+    if not path.exists():
+        return None
+    kept = json.loads(path.read_text())
+    if kept["step"] != last_step or kept["base"] != version:
+        return None
+    samples = [[Sample(**s) for s in g] for g in kept["samples"]]
+    return parts.learner.submit(samples, kept["rewards"], kept["copies"])
+
+
+def publish(parts: RunParts, version: int) -> tuple[int, str] | None:
+    """6. Publish: the learner's new version saved, then handed to the samplers; None where the
+    update made no new version (a skipped step: no gradient)."""
+    learner, policy, rd = parts.learner, parts.policy, parts.rd
+    if any(a["version"] == version for a in parts.archive.adapters()):
+        return None
+    save_adapter(learner, rd, version)
+    publish_adapter(policy, rd, version)  # vLLM's generators and an overlap sampler load it
+    return version, str(rd.adapter(version).relative_to(rd.path))

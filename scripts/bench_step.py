@@ -28,6 +28,16 @@ hour = completions / step seconds x 3600. Target: the default shape at least 3x 
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_step.py --rounds 3 --max-new-tokens 128
     python scripts/bench_step.py --shapes 2x4 4x8 8x8   # step times per shape, for settings
+
+`--runs ARM ...` times whole runs instead (`discover run erdos` as the demo runs it, each arm a
+subprocess, arms alternated round by round, the same seed): a step's seconds from the run's
+metrics, averaged over steps 1 .. S-1 (step 0 of an overlap run has no update beside it), and
+each arm's step as a ratio of the `none` arm's of the same round (issue 34's target: the
+default learning step at most 1.35x a step without a learner). Arms: none (--learner none),
+learn (the default), overlap (run.overlap), overlap-1 (run.overlap, learner.threads = 1), and
+learn-lean / overlap-lean (no movement probe, no gradient checkpointing).
+
+    python scripts/bench_step.py --runs none learn overlap --steps 4 --rounds 2
 """
 
 from __future__ import annotations
@@ -103,6 +113,59 @@ def shape(text: str) -> tuple[int, int, int]:
     return b, g, parts[2] if len(parts) == 3 else 0
 
 
+LEAN = ["--set", "learner.probe_rows=0", "--set", "learner.grad_checkpointing=false"]
+RUN_ARMS = {"none": ["--learner", "none"], "learn": [],
+            "overlap": ["--set", "run.overlap=true"],
+            "overlap-1": ["--set", "run.overlap=true", "--set", "learner.threads=1"],
+            "learn-lean": LEAN, "overlap-lean": ["--set", "run.overlap=true", *LEAN]}
+RUN_TARGET = 1.35
+
+
+def whole_runs(arms: list[str], steps: int, rounds: int, seed: int, extra: list[str]) -> None:
+    """Whole `discover run erdos` runs per arm, alternated; step seconds from metrics.jsonl."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; erdos, {steps} steps, seed {seed}, "
+          f"{rounds} rounds, demo settings {' '.join(extra) or '(the recommended)'}", flush=True)
+    rows: dict[str, list[float]] = {a: [] for a in arms}
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp:
+        for r in range(rounds):
+            for arm in arms[r % len(arms):] + arms[:r % len(arms)]:
+                rd = Path(tmp) / f"{arm}-{r}"
+                t0 = time.monotonic()
+                subprocess.run([sys.executable, "-m", "discover.cli", "run", "erdos", "--steps",
+                                str(steps), "--seed", str(seed), "--run-dir", str(rd), *extra,
+                                *RUN_ARMS[arm]], check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                metrics = [json.loads(line) for line in open(rd / "metrics.jsonl")]
+                steady = [sum(m["seconds"].values()) for m in metrics[1:]]
+                parts = {k: statistics.mean(m["seconds"][k] for m in metrics[1:])
+                         for k in ("generate", "score", "learn")}
+                rows[arm].append(statistics.mean(steady))
+                valid = sum(m["valid"] for m in metrics)
+                print(f"  round {r} {arm:>9}: step {rows[arm][-1]:6.1f} s (generate "
+                      f"{parts['generate']:5.1f}, score {parts['score']:4.1f}, learn "
+                      f"{parts['learn']:5.1f}) valid {valid}/{sum(m['total'] for m in metrics)}"
+                      f", run {time.monotonic() - t0:5.0f} s (load {os.getloadavg()[0]:.1f})",
+                      flush=True)
+    print(f"\nsteps 1..{steps - 1}, mean step seconds, medians over {rounds} rounds:")
+    for arm in arms:
+        line = f"  {arm:>9}: {statistics.median(rows[arm]):6.1f} s"
+        if "none" in rows and arm != "none":
+            ratios = [x / y for x, y in zip(rows[arm], rows["none"], strict=True)]
+            ratio = statistics.median(ratios)
+            line += (f"  {ratio:.2f}x none's (rounds {', '.join(f'{x:.2f}' for x in ratios)})"
+                     f"; target <= {RUN_TARGET}x: {'met' if ratio <= RUN_TARGET else 'MISSED'}")
+        print(line)
+    print(f"CPU: {cpu_model()}; load average after: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -115,7 +178,17 @@ def main() -> None:
                    help="env.time_budget_s, every program's wall-clock safety limit (default "
                         "10 s); the work is Erdos's default env.iterations (the starter takes "
                         "about 0.8 s, as in the demo), equal in all arms")
+    p.add_argument("--runs", nargs="+", choices=sorted(RUN_ARMS), default=None,
+                   help="time whole demo runs of these arms instead (see above)")
+    p.add_argument("--steps", type=int, default=4, help="--runs: steps per run")
+    p.add_argument("--seed", type=int, default=0, help="--runs: the runs' seed")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="--runs: a setting for every arm")
     args = p.parse_args()
+    if args.runs:
+        whole_runs(args.runs, args.steps, args.rounds, args.seed,
+                   [x for kv in args.set for x in ("--set", kv)])
+        return
     cfg = Config()
     shapes = args.shapes or [(cfg.run.groups, cfg.run.group_size, cfg.policy.batch_size)]
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ hits all alike. Arms:
           movement probe runs the whole first micro-batch, and the embeddings' output requires
           grad (transformers' checkpointing hook; it only costs time with learner.layers);
   after   the default now: zero-advantage rows skipped (exact with kl_coef = 0), the probe on
-          its first PROBE_ROWS completions, no input-grad hook (peft.drop_input_grads);
+          its first learner.probe_rows completions, no input-grad hook (peft.drop_input_grads);
   bf16    after, with the forward passes under bfloat16 autocast (the learner turns it on by
           itself only where the CPU has AMX-BF16, as the vLLM CPU engine does);
   topN    after, with learner.layers = N (LoRA on the top N decoder layers only).
@@ -82,7 +82,7 @@ def profile_step(learner: PeftLearner, groups: list[list[Sample]], rewards: list
         t1 = time.perf_counter()
         save_adapter(learner, rd, learner.policy.version)
         t2 = time.perf_counter()
-        publish_adapter(learner.policy, rd)
+        publish_adapter(learner.policy, rd, learner.policy.version)
         t3 = time.perf_counter()
     parts = dict(learner.clock.seconds) | {"adapter save": t2 - t1, "hand-off": t3 - t2}
     total = t3 - t0

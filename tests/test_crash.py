@@ -169,6 +169,10 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
         "none": (tmp_path / "none", [*TINY, "--steps", str(STEPS), "--learner", "none"], 10),
         "entropic": (tmp_path / "entropic", [*TINY, "--steps", str(STEPS), "--learner",
                                              "entropic", "--set", "learner.kl_coef=0.01"], 11),
+        # run.overlap: a kill may land while the last stored step's update runs beside sampling
+        "overlap": (tmp_path / "overlap", [*TINY, "--steps", str(STEPS), "--learner", "entropic",
+                                           "--set", "learner.kl_coef=0.01",
+                                           "--set", "run.overlap=true"], 8),
     }
     results = {}
     for name, (rd, args, kills) in runs.items():
@@ -179,7 +183,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
         f"{len(r['leftover'])}, {r['seconds']:.0f} s" for name, r in results.items()))
     print("\n" + report)
     total = {p: sum(r["phases"][p] for r in results.values()) for p in PHASES}
-    assert sum(total.values()) >= 20
+    assert sum(total.values()) >= 28
     assert total["loading"] >= 3 and total["mid-step"] >= 3, report  # both kinds of kill landed
     for name, r in results.items():
         assert r["corrupted"] == [] and r["lost"] == [] and r["leftover"] == [], (name, r)
@@ -189,10 +193,15 @@ def test_sigkill_at_random_points_then_resume(tmp_path, tmpdir_for_runs):
         steps = con.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
         count = con.execute("SELECT COUNT(*) FROM candidates WHERE step >= 0").fetchone()[0]
         versions = con.execute("SELECT MAX(version) FROM adapters").fetchone()[0]
+        sampled = set(con.execute("SELECT step, policy_version FROM candidates WHERE step >= 0"))
         con.close()
         assert steps == STEPS and count == STEPS * 2, (name, steps, count)  # none twice
         if name == "entropic":
             assert versions == STEPS  # kl_coef > 0: one optimiser step, one version, per step
+            assert sampled == {(s, s) for s in range(STEPS)}
+        elif name == "overlap":  # each step samples one version behind; the last update waits
+            assert versions == STEPS - 1  # for a resume that adds steps
+            assert sampled == {(s, max(0, s - 1)) for s in range(STEPS)}
         else:
             assert versions is None
 

@@ -114,11 +114,11 @@ def prompt_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest, "little") >> 33
 
 
-def publish_adapter(policy: Policy, rd: RunDir) -> None:
-    """Hand the saved adapter of the policy's current version to its samplers.
+def publish_adapter(policy: Policy, rd: RunDir, version: int) -> None:
+    """Hand the saved adapter of the learner's `version` to the policy's samplers.
 
-    Only samplers with their own model copy (vLLM) load anything: on CPU the sampler and the
-    learner share one model, so the HF backend keeps the no-op default.
+    Only samplers with their own model copy (vLLM; HF with run.overlap) load anything: on CPU
+    the sampler and the learner otherwise share one model, already at `version`.
     """
-    if policy.version > 0:
-        policy.load_adapter(rd.adapter(policy.version), policy.version)
+    if version > 0:
+        policy.load_adapter(rd.adapter(version), version)

@@ -36,7 +36,14 @@ def make_policy(cfg: Config) -> Policy:
         from discover.backends.null import NullPolicy
 
         return NullPolicy()
+    return make_hf_policy(cfg)
+
+
+def make_hf_policy(cfg: Config, threads: int | None = None):
+    """The transformers backend as the [policy] section sets it up (a learner's own copy of the
+    sampler's model is made the same way, so that their log-probs agree)."""
     from discover.backends.hf import HFPolicy
 
-    return HFPolicy(model=p.model, threads=p.threads or None, batch_size=p.batch_size,
-                    shared_prefill=p.shared_prefill, onednn=p.onednn)
+    p = cfg.policy
+    return HFPolicy(model=p.model, threads=threads or p.threads or None,
+                    batch_size=p.batch_size, shared_prefill=p.shared_prefill, onednn=p.onednn)

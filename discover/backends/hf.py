@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -35,7 +36,7 @@ from discover.backends.base import (
     prefills,
     stopped,
 )
-from discover.model import cpu_linear, shared_prefix
+from discover.model import cpu_linear, lora_merge, shared_prefix
 from discover.model.logprobs import device_of
 from discover.model.store import MissingModel, resolve_model
 from discover.threads import CHOICE
@@ -86,6 +87,21 @@ class HFPolicy(Policy):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
 
+    def load_adapter(self, path: str | Path, version: int) -> None:
+        """Sample with the adapter saved at `path` from the next call on. Where the learner
+        shares this model it has moved the weights and the version already: nothing to do.
+        Where it trains a copy of its own (run.overlap), this model carries an adapter of the
+        same shape (`BackgroundLearner`), whose weights are replaced here, between steps."""
+        if version == self.version:
+            return
+        from peft import PeftModel, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        if not isinstance(self.model, PeftModel):
+            raise RuntimeError("this sampler's model carries no LoRA adapter to load into")
+        set_peft_model_state_dict(self.model, load_file(Path(path) / "adapter_model.safetensors"))
+        self.version = version
+
     def encode(self, prompt: str, prefill: str = "") -> list[int]:
         """Token ids of a user message under the chat template, then the assistant's turn opened
         with `prefill` (prompt tokens too)."""
@@ -117,20 +133,25 @@ class HFPolicy(Policy):
 
         rows = [(i, k) for i in range(len(prompts)) for k in range(n)]
         seeds = {(i, k): _row_seed(seed, i * n + k) for i, k in rows}
-        if self.shared_prefill:  # rows in prompt order: a prompt's rows share one batch if they fit
-            prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]] = {}
-            for b in range(0, len(rows), self.batch_size):
-                self._generate_shared(encoded, rows[b:b + self.batch_size], seeds, prompts_done,
-                                      max_new_tokens, temperature, ends, finished)
-        else:
-            # Similar lengths share a batch (less padding); results do not depend on the grouping.
-            rows.sort(key=lambda r: len(encoded[r[0]]))
-            for b in range(0, len(rows), self.batch_size):
-                batch = rows[b:b + self.batch_size]
-                done = self._generate([encoded[i] for i, _ in batch], [seeds[r] for r in batch],
-                                      max_new_tokens, temperature, ends)
-                for row, (ids, logprobs) in zip(batch, done, strict=True):
-                    finished(row, ids, logprobs)
+        # The adapter folded into the weights for the call: a decode step then costs what the
+        # base model's does (lora_merge.py); outside it the learner sees W0 and the adapter.
+        with lora_merge.merged(self.model):
+            if self.shared_prefill:  # rows in prompt order: a prompt's rows share one batch
+                prompts_done: dict[int, tuple[shared_prefix.Record, torch.Tensor]] = {}
+                for b in range(0, len(rows), self.batch_size):
+                    self._generate_shared(encoded, rows[b:b + self.batch_size], seeds,
+                                          prompts_done, max_new_tokens, temperature, ends,
+                                          finished)
+            else:
+                # Similar lengths share a batch (less padding); results do not depend on grouping.
+                rows.sort(key=lambda r: len(encoded[r[0]]))
+                for b in range(0, len(rows), self.batch_size):
+                    batch = rows[b:b + self.batch_size]
+                    done = self._generate([encoded[i] for i, _ in batch],
+                                          [seeds[r] for r in batch], max_new_tokens, temperature,
+                                          ends)
+                    for row, (ids, logprobs) in zip(batch, done, strict=True):
+                        finished(row, ids, logprobs)
         self.last_stats = {"tokens": tokens, "seconds": time.monotonic() - t0}
         return out  # type: ignore[return-value]
 

@@ -64,17 +64,25 @@ class LearnerConfig:
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True  # recompute activations in the backward pass
     micro_batch: int = 8  # completions per forward/backward pass
+    # The movement probe (policy_kl, logp_change: how far an update moved the model) runs on the
+    # first probe_rows completions of a step: two extra passes that buy no learning, about 15%
+    # of a demo update (docs/benchmarks.md); 0 leaves the probe (and those figures) out.
+    probe_rows: int = 2
     # One forward per micro-batch of a prompt's completions, the prompt run once (group_logprobs);
     # False: one forward per completion (the earlier learner; also where the model cannot).
     batched: bool = True
     backend: str = "auto"  # peft (in-process, CPU) | trl (Ray actor, GPU) | auto: trl with vllm
     gpus: float = 1.0  # GPUs of the TRL learner actor (0: on CPU)
+    # run.overlap on CPU: torch threads of the learner's worker thread (0: all usable cores);
+    # the sampler keeps policy.threads, so the two may share the cores or divide them.
+    threads: int = 0
 
     def validate(self, learning: bool = False) -> None:
         """The section's own checks (ValueError naming the key; Config.validate makes them
         ConfigErrors). `learning`: for a learner being built, where method "none" is refused."""
         for name, low in (("lora_rank", 1), ("lora_alpha", 1), ("micro_batch", 1),
-                          ("kl_coef", 0), ("beta", 0), ("layers", 0)):
+                          ("kl_coef", 0), ("beta", 0), ("layers", 0),
+                          ("threads", 0), ("probe_rows", 0)):
             value = getattr(self, name)
             if not value >= low:  # (also refuses NaN)
                 raise ValueError(f"learner.{name} must be at least {low}, got {value}")

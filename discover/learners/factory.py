@@ -21,4 +21,17 @@ def make_learner(cfg: Config, policy: Policy) -> Learner | None:
                              temperature=temperature, seed=cfg.run.seed, gpus=lc.gpus)
     from discover.learners.peft import PeftLearner
 
-    return PeftLearner(policy, lc, temperature=temperature, seed=cfg.run.seed)
+    if not cfg.run.overlap:  # the sampler's own model, in this thread
+        return PeftLearner(policy, lc, temperature=temperature, seed=cfg.run.seed)
+    # run.overlap: a model copy of the learner's own, in a worker thread; the sampler carries an
+    # adapter of the same shape, loaded between steps (backends/hf.py, load_adapter).
+    from discover.backends.factory import make_hf_policy
+    from discover.learners.background import BackgroundLearner
+    from discover.threads import CHOICE
+
+    threads = lc.threads or CHOICE.cores
+    learner = BackgroundLearner(
+        lambda: PeftLearner(make_hf_policy(cfg, threads), lc, temperature=temperature,
+                            seed=cfg.run.seed), threads)
+    PeftLearner.wrap(policy, lc, seed=cfg.run.seed)
+    return learner

@@ -47,10 +47,6 @@ from discover.model.logprobs import (
 ADAPTER_FILE = "adapter_model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "learner.json"
-# Completions the movement probe runs (the first of the step's first micro-batch): its two
-# no-grad passes (adapter on, off) over the prompt and these rows buy no learning, only the
-# logged policy_kl and logp_change; 8 -> 2 cut the probe 3.3x at 384 tokens (issue 34).
-PROBE_ROWS = 2
 
 
 class StepClock:
@@ -80,13 +76,7 @@ class PeftLearner(Learner):
         cfg.validate(learning=True)
         check_temperature(temperature)
         self.policy, self.cfg, self.temperature = policy, cfg, temperature
-        model = policy.model
-        if not isinstance(model, PeftModel):
-            with torch.random.fork_rng(devices=[]):
-                if seed is not None:
-                    torch.manual_seed(seed)
-                model = get_peft_model(model, cfg.lora(model.config.num_hidden_layers))
-            policy.model = model  # the sampler now generates through the adapter
+        model = self.wrap(policy, cfg, seed)  # the sampler now generates through the adapter
         if cfg.grad_checkpointing:
             enable_checkpointing(model.get_base_model())
         drop_input_grads(model.get_base_model())  # (PEFT adds one when it wraps the model)
@@ -100,10 +90,25 @@ class PeftLearner(Learner):
                                            weight_decay=0.0)
         self._before: list[torch.Tensor] = []  # the last backward's log-probs, chunk order
         self.clock = StepClock()
-        self.probe_rows = PROBE_ROWS
+        # The movement probe's completions (learner.probe_rows; the first of the step's first
+        # micro-batch): 8 -> 2 cut the probe 3.3x at 384 tokens (issue 34); 0: no probe.
+        self.probe_rows = cfg.probe_rows
         # The learner's forward passes in bfloat16 where the CPU has AMX-BF16 (as the vLLM CPU
         # engine decides), else float32: without it bf16 was 1.6x slower (issue 34).
         self.bf16 = model.device.type == "cpu" and cpu_has_amx_bf16()
+
+    @staticmethod
+    def wrap(policy, cfg: LearnerConfig, seed: int | None = None) -> PeftModel:
+        """The policy's model with this learner's LoRA adapter (B = 0: the same outputs), made
+        once; `seed` fixes the adapter's random A matrices."""
+        model = policy.model
+        if not isinstance(model, PeftModel):
+            with torch.random.fork_rng(devices=[]):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                model = get_peft_model(model, cfg.lora(model.config.num_hidden_layers))
+            policy.model = model
+        return model
 
     def step(self, groups: list[list[Sample]], rewards: list[list[float]],
              copies: list[list[bool]] | None = None) -> dict:
@@ -120,8 +125,9 @@ class PeftLearner(Learner):
             with clock.part("optimiser"):
                 self.optimizer.step()
             self.policy.version += 1
-            with clock.part("movement probe"):
-                metrics.update(self.movement(self._work))
+            if self.probe_rows:
+                with clock.part("movement probe"):
+                    metrics.update(self.movement(self._work))
         with clock.part("zero grad"):
             self.optimizer.zero_grad(set_to_none=True)
         metrics.update(seconds=time.monotonic() - t0, version=self.policy.version, lr=self.lr)

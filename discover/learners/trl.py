@@ -33,7 +33,6 @@ from discover.backends.base import Sample
 from discover.learners.base import Learner
 from discover.learners.config import LearnerConfig, check_temperature
 from discover.learners.peft import (
-    PROBE_ROWS,
     enable_checkpointing,
     load_state,
     movement,
@@ -144,14 +143,15 @@ class TRLLearner:
             norm = self.trainer.accelerator.clip_grad_norm_(self.params, clip)
             metrics["grad_norm"] = float(norm)
             # How far the update moves the model (policy_kl, logp_change), as peft.py logs it:
-            # on the first PROBE_ROWS completions, their log-probs taken before the update.
-            chunk = self._work[:PROBE_ROWS]
+            # on the first learner.probe_rows completions, their log-probs taken before it.
+            chunk = self._work[:self.cfg.probe_rows]
             with torch.no_grad():
                 before = [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids,
                                             self.temperature) for s, _ in chunk]
             self.optimizer.step()
             self.version += 1
-            metrics.update(movement(self.model, chunk, before, self._tables))
+            if chunk:
+                metrics.update(movement(self.model, chunk, before, self._tables))
         self.optimizer.zero_grad(set_to_none=True)
         metrics.update(seconds=time.monotonic() - t0, version=self.version, lr=self.lr)
         return metrics
@@ -266,11 +266,15 @@ class RemoteLearner(Learner):
 
     def step(self, groups: list[list[Sample]], rewards: list[list[float]],
              copies: list[list[bool]] | None = None) -> dict:
-        import ray
-
-        metrics = ray.get(self.actor.step.remote(groups, rewards, copies))
-        self.version = self.policy.version = metrics["version"]
+        metrics = self.submit(groups, rewards, copies).result()
+        self.policy.version = self.version
         return metrics
+
+    def submit(self, groups: list[list[Sample]], rewards: list[list[float]],
+               copies: list[list[bool]] | None = None) -> ActorUpdate:
+        """The actor's step, started: the generators may sample meanwhile (run.overlap); their
+        version moves only when the loop hands them the adapter."""
+        return ActorUpdate(self, self.actor.step.remote(groups, rewards, copies))
 
     def save(self, path: str | Path) -> None:
         import ray
@@ -292,3 +296,17 @@ class RemoteLearner(Learner):
             pass  # the actor is already gone (its process or node lost): nothing to close
         finally:
             ray.kill(self.actor)
+
+
+class ActorUpdate:
+    """A RemoteLearner step under way (learners.base.Update)."""
+
+    def __init__(self, learner: RemoteLearner, ref) -> None:
+        self.learner, self.ref = learner, ref
+
+    def result(self) -> dict:
+        import ray
+
+        metrics = ray.get(self.ref)
+        self.learner.version = metrics["version"]
+        return metrics
