@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
@@ -186,7 +187,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
             print(f"{name:<20} (failed to load: {type(e).__name__}: {e})")
             continue
         res = f"{d['cpu_slots']} CPU" + (f", {d['gpus']} GPU" if d["gpus"] else "")
-        settings = " ".join(f"{section}.{key}={value}"
+        settings = " ".join(f"{section}.{key}={json.dumps(value)}"  # as --set takes them
                             for section, items in d["recommended"].items()
                             for key, value in items.items())
         print(f"{name:<20} {d['direction']:<9} {d['language']:<8} {d['time_budget_s']:>8g}  "

@@ -36,7 +36,9 @@ out only PUCT selection and the commit (milliseconds). A budget run starts a ste
 elapsed time is under the budget, so it may overrun by up to one step: this favours the budget
 arms over the calibration run. Arms of one seed run one after another, never side by side, in
 the order given on even seeds and reversed on odd ones, so that load drift hits them alike.
-The table gives each run's steps and samples reached.
+The table gives each run's steps and samples reached. Two more tables compare the same runs:
+at strict equal time (each run's best among its steps that ended within the budget: the
+overrun of its last step left out) and at equal samples (each pair at the steps both reached).
 
     python scripts/ablate.py --envs erdos --steps 6 --equal-time
 """
@@ -147,7 +149,7 @@ def step_seconds(run_dir: Path) -> float:
 def summarise(run_dir: Path) -> dict:
     db = sqlite3.connect(f"file:{RunDir(run_dir).archive}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT reward, ok, score, initial FROM candidates "
+        rows = db.execute("SELECT reward, ok, score, initial, step FROM candidates "
                           "ORDER BY id").fetchall()
         steps = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM steps ORDER BY step")]
     finally:
@@ -155,9 +157,14 @@ def summarise(run_dir: Path) -> dict:
     generated = [r for r in rows if not r[3]]
     valid = [r for r in rows if r[1]]
     best = max(valid, key=lambda r: r[0])
+    # The best after each step (initial states included): equal-sample figures of budget runs.
+    by_step = [max((r for r in valid if r[3] or r[4] <= k), key=lambda r: r[0])[2]
+               for k in range(len(steps))]
     best_gen = max((r for r in generated if r[1]), key=lambda r: r[0], default=None)
     learn = [m["learner"] for m in steps if m.get("learner", {}).get("policy_kl") is not None]
-    return {"samples": len(generated),
+    ends = list(np.cumsum([sum(m["seconds"].values()) for m in steps]))
+    return {"samples": len(generated), "best_by_step": by_step,
+            "step_end_s": [float(x) for x in ends],
             "valid_rate": sum(r[1] for r in generated) / max(1, len(generated)),
             "best": best[2], "best_reward": best[0],
             "best_generated": best_gen[2] if best_gen else None,
@@ -204,6 +211,41 @@ def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
         per_seed = " ".join(f"{x:+.5f}" for x in d)
         print(f"  {arm:<19} {per_seed} | mean {statistics.mean(d):+.5f} [{lo:+.5f}, {hi:+.5f}]"
               f" | wins {wins}, losses {losses}, ties {len(d) - wins - losses}")
+
+
+def within(r: dict, budget: float) -> int:
+    """How many of a run's steps had ended within `budget` seconds of steps (at least 1)."""
+    return max(1, sum(t <= budget for t in r["step_end_s"]))
+
+
+def cut_tables(env: str, arms: list[str], seeds: list[int], results: dict,
+               budget: float) -> None:
+    """From equal-time runs, two more paired tables of the same runs. Strict equal time: each
+    run's best among the steps that ended within the budget (a budget run may overrun it by up
+    to one step, a longer step more). Equal samples: each pair at the steps both reached."""
+    if BASELINE not in arms:
+        return
+    sign = -1.0 if load_environment(env).direction == "min" else 1.0
+    cuts = {"strict equal time (the steps that ended within the budget)":
+            lambda a, b: (within(a, budget), within(b, budget)),
+            "equal samples (each pair at the steps both reached)":
+            lambda a, b: (min(len(a["best_by_step"]), len(b["best_by_step"])),) * 2}
+    for title, cut in cuts.items():
+        print(f"{title}, against {BASELINE} (positive: better):")
+        for arm in arms:
+            if arm == BASELINE:
+                continue
+            d, at = [], []
+            for s in seeds:
+                mine, base = results[(env, arm, s)], results[(env, BASELINE, s)]
+                k, j = cut(mine, base)
+                d.append(sign * (mine["best_by_step"][k - 1] - base["best_by_step"][j - 1]))
+                at.append(f"{k}/{j}")
+            lo, hi = bootstrap(d)
+            wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
+            print(f"  {arm:<19} {' '.join(f'{x:+.5f}' for x in d)} (steps {', '.join(at)}) | "
+                  f"mean {statistics.mean(d):+.5f} [{lo:+.5f}, {hi:+.5f}] | wins {wins}, "
+                  f"losses {losses}, ties {len(d) - wins - losses}")
 
 
 def learning_arm(arms: list[str]) -> str | None:
@@ -294,6 +336,8 @@ def main() -> None:
         if args.equal_time:
             print(f"\n{env}: every arm had {budgets[env]:.1f} s of steps")
         table(env, args.arms, args.seeds, results)
+        if args.equal_time:
+            cut_tables(env, args.arms, args.seeds, results, budgets[env])
     print(f"\ntotal {time.monotonic() - t0:.0f} s; load average after {os.getloadavg()[0]:.1f}; "
           f"run directories in {out}")
     (out / "ablate.json").write_text(json.dumps(

@@ -117,3 +117,15 @@ def test_equal_time_gives_every_arm_the_budget_in_alternating_order(tmp_path):
         assert row["steps"] >= 1 and row["samples"] == 2 * row["steps"]
         line = f"{row['steps']} steps  {row['samples']} samples"
         assert line in r.stdout
+    # The same runs at equal samples (each pair at the steps both reached) and at strict equal
+    # time (the steps that ended within the budget), from the best so far after each step.
+    at = [min(saved[f"toy/{a}/s{s}"]["steps"] for a in arms) for s in (0, 1)]
+    assert f"(steps {at[0]}/{at[0]}, {at[1]}/{at[1]})" in r.stdout
+    strict = [[max(1, sum(t <= 1.5 for t in saved[f"toy/{a}/s{s}"]["step_end_s"]))
+               for a in arms] for s in (0, 1)]
+    assert f"(steps {strict[0][0]}/{strict[0][1]}, {strict[1][0]}/{strict[1][1]})" in r.stdout
+    for row in saved.values():
+        by_step = row["best_by_step"]
+        assert len(by_step) == row["steps"] == len(row["step_end_s"])
+        assert by_step[-1] == row["best"] and by_step == sorted(by_step)  # toy maximises
+        assert row["step_end_s"] == sorted(row["step_end_s"])

@@ -129,7 +129,8 @@ def test_discover_envs_shows_the_recommended_settings(capsys):
 
     assert main(["envs"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert lines["erdos"].endswith("policy.temperature=1.0 policy.max_new_tokens=64")
+    assert lines["erdos"].endswith("policy.temperature=1.0 policy.max_new_tokens=64 "
+                                   "learner.grad_checkpointing=false")
     assert lines["toy"].endswith(" -")
 
 
