@@ -323,6 +323,10 @@ def test_remote_learner_runs_in_a_ray_actor_and_moves_the_version(tmp_path):
         policy.version = 0
         remote.load(tmp_path / "v1")
         assert remote.version == policy.version == 1
+        # run.overlap: a step started and waited for later; the generators' version moves only
+        # when the loop hands them the adapter (search.publish), not when the step ends.
+        update = remote.submit(groups, REWARDS)
+        assert update.result()["version"] == remote.version == 2 and policy.version == 1
         remote.shutdown()
     finally:
         ray.shutdown()
