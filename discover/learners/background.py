@@ -34,10 +34,6 @@ class BackgroundLearner(Learner):
 
         self.inner = self.worker.submit(made).result()  # load errors surface here
 
-    @property
-    def policy(self):
-        return self.inner.policy  # the learner's own copy (its version), not the sampler
-
     def submit(self, groups: list[list[Sample]], rewards: list[list[float]],
                copies: list[list[bool]] | None = None) -> Future:
         return self.worker.submit(self.inner.step, groups, rewards, copies)
