@@ -23,6 +23,8 @@ from test_crash import Launch, tmpdir_for_runs  # noqa: F401  (the fixture)
 
 from discover.integrity import check_run_dir
 from discover.learners.background import BackgroundLearner
+from discover.learners.peft import ADAPTER_FILE, OPTIMIZER_FILE
+from discover.rundir import RunDir
 
 DISCOVER = [sys.executable, "-m", "discover.cli"]
 OVERLAP = ["--groups", "1", "--group-size", "2", "--set", "policy.max_new_tokens=16",
@@ -85,12 +87,12 @@ def test_overlap_samples_one_version_behind_and_a_resume_redoes_the_last_update(
 
 def adam_steps(rd: Path, version: int) -> int:
     """How many optimiser steps the learner had made when it saved `version`."""
-    state = torch.load(rd / "adapters" / f"v{version:05d}" / "optimizer.pt", weights_only=True)
+    state = torch.load(RunDir(rd).adapter(version) / OPTIMIZER_FILE, weights_only=True)
     return int(max(s["step"] for s in state["state"].values()))
 
 
 def lora_weights(rd: Path, version: int) -> dict:
-    return load_file(rd / "adapters" / f"v{version:05d}" / "adapter_model.safetensors")
+    return load_file(RunDir(rd).adapter(version) / ADAPTER_FILE)
 
 
 @pytest.mark.slow  # three runs with the model (about 2 minutes on 2 cores)
