@@ -118,7 +118,7 @@ def batch(policy: HFPolicy, cfg: Config, zero_groups: int
           ) -> tuple[list[list[Sample]], list[list[float]], float]:
     from bench_setup import initial_prompts  # (scripts/ on the path when run as a script)
 
-    from discover.environment import load_environment
+    from discover.registry import load_environment
 
     prompts = initial_prompts(load_environment("erdos"), cfg.run.groups, cfg.run.seed)
     t0 = time.perf_counter()

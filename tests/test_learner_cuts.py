@@ -90,3 +90,48 @@ def test_bf16_autocast_only_where_the_cpu_has_amx(setup, monkeypatch):
     assert learner.bf16 == cpu_has_amx_bf16()
     monkeypatch.setattr(peft, "cpu_has_amx_bf16", lambda: True)
     assert PeftLearner(learner.policy, LearnerConfig(micro_batch=2)).bf16
+
+
+def test_a_prompt_without_gradient_keeps_the_values_and_drops_only_the_prompts_path(setup):
+    """learner.prompt_grad = false: the same log-probs; the gradient is the one of completions
+    read against a prompt cache made without gradient (computed here per row, HF's own cache),
+    and not the whole gradient."""
+    learner, groups, _ = setup
+    reset(setup)
+    learner.step(groups, ZERO_GROUP[:1] + [[0.0, 1.0, 0.5]])  # B != 0: the prompt path counts
+    rewards = [[1.0, 0.0, -1.0], [0.0, 1.0, 0.5]]
+    grads, before = {}, {}
+    for prompt_grad in (True, False):
+        learner.cfg.prompt_grad = prompt_grad
+        try:
+            learner.backward(groups, rewards)
+        finally:
+            learner.cfg.prompt_grad = True
+        grads[prompt_grad] = {n: p.grad.clone() for n, p in learner.model.named_parameters()
+                              if p.grad is not None}
+        before[prompt_grad] = learner._before
+        learner.optimizer.zero_grad(set_to_none=True)
+    for a, b in zip(before[True], before[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    full, partial = (torch.cat([g[n].flatten() for n in sorted(g)]) for g in grads.values())
+    assert not torch.allclose(full, partial, atol=1e-6 * full.abs().max())
+
+    # The same partial gradient, one completion at a time through HF's key/value cache.
+    # (In eval mode: checkpointing, active in train mode only, would drop the cache.)
+    items, work, _ = peft.step_items(groups, rewards, learner.cfg)
+    for s, a in work:
+        with torch.no_grad():
+            out = learner.model(input_ids=torch.tensor([s.prompt_ids]), use_cache=True)
+        logits = torch.cat([out.logits[0, -1:], learner.model(
+            input_ids=torch.tensor([s.completion_ids]), cache=out.past_key_values,
+            use_cache=True).logits[0, :-1]])
+        logp = torch.log_softmax(logits.float() / learner.temperature, dim=-1).gather(
+            1, torch.tensor(s.completion_ids)[:, None]).squeeze(1)
+        ratio = torch.exp(logp - torch.tensor(s.logprobs))
+        (-a * ratio.sum() / len(items)).backward()
+    by_rows = {n: p.grad.clone() for n, p in learner.model.named_parameters()
+               if p.grad is not None}
+    learner.optimizer.zero_grad(set_to_none=True)
+    assert set(by_rows) == set(grads[False])
+    for n, g in grads[False].items():
+        torch.testing.assert_close(g, by_rows[n], rtol=1e-3, atol=1e-5 * g.abs().max() + 1e-9)

@@ -71,6 +71,10 @@ class LearnerConfig:
     # One forward per micro-batch of a prompt's completions, the prompt run once (group_logprobs);
     # False: one forward per completion (the earlier learner; also where the model cannot).
     batched: bool = True
+    # False: the prompt pass runs without gradient (needs `batched`), so the backward covers the
+    # completions only; the gradient leaves out the path through the prompt's keys/values. A
+    # stated deviation from the method, for time (docs/METHOD.md, docs/benchmarks.md, issue 34).
+    prompt_grad: bool = True
     backend: str = "auto"  # peft (in-process, CPU) | trl (Ray actor, GPU) | auto: trl with vllm
     gpus: float = 1.0  # GPUs of the TRL learner actor (0: on CPU)
     # run.overlap on CPU: torch threads of the learner's worker thread (0: all usable cores);

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -83,6 +84,10 @@ class PeftLearner(Learner):
         model.eval()
         self.model = model
         self.batched = cfg.batched and shared_prefix.install(model)
+        if not cfg.prompt_grad and not self.batched:  # (the per-row pass has no prompt pass)
+            warnings.warn("learner.prompt_grad = false needs the batched learner (learner.batched"
+                          " and a model shared_prefix supports): taking the whole gradient",
+                          stacklevel=2)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.lr = cfg.learning_rate(model.config)
         # Adam as in the reference: AdamW without weight decay, so a zero gradient moves nothing.
@@ -215,7 +220,7 @@ class PeftLearner(Learner):
         t = self.temperature
         if self.batched:
             return group_logprobs(self.model, chunk[0][0].prompt_ids,
-                                  [s.completion_ids for s, _ in chunk], t)
+                                  [s.completion_ids for s, _ in chunk], t, self.cfg.prompt_grad)
         return [sequence_logprobs(self.model, s.prompt_ids, s.completion_ids, t) for s, _ in chunk]
 
     @staticmethod

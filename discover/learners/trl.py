@@ -25,6 +25,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -96,6 +97,9 @@ class TRLLearner:
         from trl import GRPOConfig
 
         self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
+        if not cfg.prompt_grad:
+            warnings.warn("learner.prompt_grad = false is the PEFT (CPU) learner's option; the "
+                          "TRL learner takes the whole gradient", stacklevel=2)
         cuda = torch.cuda.is_available()
         dtype = dtype or ("bfloat16" if cuda else "float32")
         self.workdir = tempfile.mkdtemp(prefix="discover-trl-")  # TRL wants an output_dir

@@ -4,6 +4,8 @@ temperature). Shared by the sampler's tests, the PEFT learner and the TRL learne
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from discover.model import shared_prefix
@@ -43,7 +45,8 @@ def sequence_log_softmax(model: torch.nn.Module, prompt_ids: list[int],
 
 
 def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
-                   completions: list[list[int]], temperature: float = 1.0) -> list[torch.Tensor]:
+                   completions: list[list[int]], temperature: float = 1.0,
+                   prompt_grad: bool = True) -> list[torch.Tensor]:
     """`sequence_logprobs` of several completions of ONE prompt, in two forward calls: the prompt
     once (batch 1), then all completions as one right-padded batch attending to its keys/values
     (shared_prefix; the model must qualify, see `shared_prefix.install`).
@@ -51,25 +54,32 @@ def group_logprobs(model: torch.nn.Module, prompt_ids: list[int],
     Equal to `sequence_logprobs` per completion up to float rounding, gradient included: the
     prompt's keys/values are used by every row, so their gradients add up as they would over
     separate passes. Right padding needs no mask: a real token never attends to a later one.
+    `prompt_grad=False` runs the prompt without gradient (see `group_log_softmax`).
     """
-    logp = torch.cat(group_log_softmax(model, prompt_ids, completions, temperature))
+    logp = torch.cat(group_log_softmax(model, prompt_ids, completions, temperature, prompt_grad))
     target = torch.tensor([t for c in completions for t in c], device=logp.device)
     return list(logp.gather(1, target[:, None]).squeeze(1).split([len(c) for c in completions]))
 
 
 def group_log_softmax(model: torch.nn.Module, prompt_ids: list[int],
-                      completions: list[list[int]], temperature: float = 1.0
-                      ) -> list[torch.Tensor]:
+                      completions: list[list[int]], temperature: float = 1.0,
+                      prompt_grad: bool = True) -> list[torch.Tensor]:
     """`sequence_log_softmax` of several completions of ONE prompt, as `group_logprobs` runs
-    them: one [tokens, vocabulary] table per completion."""
+    them: one [tokens, vocabulary] table per completion.
+
+    `prompt_grad=False` runs the prompt pass without gradient: the values are the same, but the
+    gradient leaves out the path through the prompt's keys/values (and the first completion
+    token's, predicted from the prompt alone). A partial gradient, for a cheaper learner
+    (learner.prompt_grad, docs/METHOD.md)."""
     if not prompt_ids:
         raise ValueError("group_logprobs needs at least one prompt token")
     device = device_of(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder, head = base.get_decoder(), base.get_output_embeddings()
     record = shared_prefix.Record()
-    last = decoder(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=False,
-                   discover_shared=record).last_hidden_state[:, -1]
+    with nullcontext() if prompt_grad else torch.no_grad():
+        last = decoder(input_ids=torch.tensor([list(prompt_ids)], device=device),
+                       use_cache=False, discover_shared=record).last_hidden_state[:, -1]
     width = max(len(c) for c in completions)
     ids = torch.tensor([list(c) + [0] * (width - len(c)) for c in completions], device=device)
     position = (len(prompt_ids) + torch.arange(width, device=device)).expand(len(completions), -1)
