@@ -37,7 +37,8 @@ default learning step at most 1.35x a step without a learner). Arms: none (--lea
 learn (the default), overlap (run.overlap), overlap-1 (run.overlap, learner.threads = 1), and
 learn-lean / overlap-lean (no movement probe, no gradient checkpointing), learn-top8 /
 overlap-top8 (lean, and LoRA on the top 8 decoder layers only: learner.layers = 8), learn-np /
-overlap-np (lean, and the prompt pass without gradient: learner.prompt_grad = false).
+overlap-np (lean, and the prompt pass without gradient: learner.prompt_grad = false), split-lean /
+split-np (overlap-lean / overlap-np with a core each: policy.threads = learner.threads = 1).
 
     python scripts/bench_step.py --runs none learn overlap --steps 4 --rounds 2
 """
@@ -118,6 +119,8 @@ def shape(text: str) -> tuple[int, int, int]:
 LEAN = ["--set", "learner.probe_rows=0", "--set", "learner.grad_checkpointing=false"]
 TOP8 = ["--set", "learner.layers=8"]  # LoRA on the top 8 decoder layers: a shorter backward
 NO_PROMPT_GRAD = ["--set", "learner.prompt_grad=false"]  # the backward skips the prompt
+# Overlap with a core each: two OpenMP pools of 2 threads on 2 cores oversubscribe them.
+SPLIT = ["--set", "policy.threads=1", "--set", "learner.threads=1"]
 RUN_ARMS = {"none": ["--learner", "none"], "learn": [],
             "overlap": ["--set", "run.overlap=true"],
             "overlap-1": ["--set", "run.overlap=true", "--set", "learner.threads=1"],
@@ -125,7 +128,9 @@ RUN_ARMS = {"none": ["--learner", "none"], "learn": [],
             "learn-top8": [*LEAN, *TOP8],
             "overlap-top8": ["--set", "run.overlap=true", *LEAN, *TOP8],
             "learn-np": [*LEAN, *NO_PROMPT_GRAD],
-            "overlap-np": ["--set", "run.overlap=true", *LEAN, *NO_PROMPT_GRAD]}
+            "overlap-np": ["--set", "run.overlap=true", *LEAN, *NO_PROMPT_GRAD],
+            "split-lean": ["--set", "run.overlap=true", *LEAN, *SPLIT],
+            "split-np": ["--set", "run.overlap=true", *LEAN, *NO_PROMPT_GRAD, *SPLIT]}
 RUN_TARGET = 1.35
 
 
