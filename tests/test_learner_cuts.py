@@ -135,3 +135,10 @@ def test_a_prompt_without_gradient_keeps_the_values_and_drops_only_the_prompts_p
     assert set(by_rows) == set(grads[False])
     for n, g in grads[False].items():
         torch.testing.assert_close(g, by_rows[n], rtol=1e-3, atol=1e-5 * g.abs().max() + 1e-9)
+
+
+def test_a_prompt_without_gradient_needs_the_batched_learner(setup):
+    learner = setup[0]
+    with pytest.warns(UserWarning, match="learner.prompt_grad = false needs the batched"):
+        other = PeftLearner(learner.policy, LearnerConfig(batched=False, prompt_grad=False))
+    assert not other.batched
