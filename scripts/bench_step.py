@@ -121,16 +121,14 @@ TOP8 = ["--set", "learner.layers=8"]  # LoRA on the top 8 decoder layers: a shor
 NO_PROMPT_GRAD = ["--set", "learner.prompt_grad=false"]  # the backward skips the prompt
 # Overlap with a core each: two OpenMP pools of 2 threads on 2 cores oversubscribe them.
 SPLIT = ["--set", "policy.threads=1", "--set", "learner.threads=1"]
-RUN_ARMS = {"none": ["--learner", "none"], "learn": [],
-            "overlap": ["--set", "run.overlap=true"],
-            "overlap-1": ["--set", "run.overlap=true", "--set", "learner.threads=1"],
-            "learn-lean": LEAN, "overlap-lean": ["--set", "run.overlap=true", *LEAN],
-            "learn-top8": [*LEAN, *TOP8],
-            "overlap-top8": ["--set", "run.overlap=true", *LEAN, *TOP8],
-            "learn-np": [*LEAN, *NO_PROMPT_GRAD],
-            "overlap-np": ["--set", "run.overlap=true", *LEAN, *NO_PROMPT_GRAD],
-            "split-lean": ["--set", "run.overlap=true", *LEAN, *SPLIT],
-            "split-np": ["--set", "run.overlap=true", *LEAN, *NO_PROMPT_GRAD, *SPLIT]}
+OVERLAP = ["--set", "run.overlap=true"]
+RUN_ARMS = {"none": ["--learner", "none"], "learn": [], "overlap": OVERLAP,
+            "overlap-1": [*OVERLAP, "--set", "learner.threads=1"],
+            "learn-lean": LEAN, "overlap-lean": [*OVERLAP, *LEAN],
+            "learn-top8": [*LEAN, *TOP8], "overlap-top8": [*OVERLAP, *LEAN, *TOP8],
+            "learn-np": [*LEAN, *NO_PROMPT_GRAD], "overlap-np": [*OVERLAP, *LEAN, *NO_PROMPT_GRAD],
+            "split-lean": [*OVERLAP, *LEAN, *SPLIT],
+            "split-np": [*OVERLAP, *LEAN, *NO_PROMPT_GRAD, *SPLIT]}
 RUN_TARGET = 1.35
 
 

@@ -127,8 +127,8 @@ def test_a_prompt_without_gradient_keeps_the_values_and_drops_only_the_prompts_p
             use_cache=True).logits[0, :-1]])
         logp = torch.log_softmax(logits.float() / learner.temperature, dim=-1).gather(
             1, torch.tensor(s.completion_ids)[:, None]).squeeze(1)
-        ratio = torch.exp(logp - torch.tensor(s.logprobs))
-        (-a * ratio.sum() / len(items)).backward()
+        pg, _, _ = PeftLearner._completion_loss(s, a, logp, None)
+        (pg / len(items)).backward()
     by_rows = {n: p.grad.clone() for n, p in learner.model.named_parameters()
                if p.grad is not None}
     learner.optimizer.zero_grad(set_to_none=True)
