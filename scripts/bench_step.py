@@ -34,13 +34,15 @@ subprocess, arms alternated round by round, the same seed): a step's seconds fro
 metrics, averaged over steps 1 .. S-1 (step 0 of an overlap run has no update beside it), and
 each arm's step as a ratio of the `none` arm's of the same round (issue 34's target: the
 default learning step at most 1.35x a step without a learner). Arms: none (--learner none),
-learn (the default), overlap (run.overlap), overlap-1 (run.overlap, learner.threads = 1), and
+learn (the default: what Erdős recommends, the cheap learner since issue 34), method (the
+method's update after each step, with the probe: the default before), overlap (the same beside
+sampling: run.overlap), overlap-1 (overlap, learner.threads = 1), and
 learn-lean / overlap-lean (no movement probe, no gradient checkpointing), learn-top8 /
 overlap-top8 (lean, and LoRA on the top 8 decoder layers only: learner.layers = 8), learn-np /
 overlap-np (lean, and the prompt pass without gradient: learner.prompt_grad = false), split-lean /
 split-np (overlap-lean / overlap-np with a core each: policy.threads = learner.threads = 1).
 
-    python scripts/bench_step.py --runs none learn overlap --steps 4 --rounds 2
+    python scripts/bench_step.py --runs none learn method --steps 4 --rounds 3
 """
 
 from __future__ import annotations
@@ -116,18 +118,26 @@ def shape(text: str) -> tuple[int, int, int]:
     return b, g, parts[2] if len(parts) == 3 else 0
 
 
+# Each arm names every setting it is about, so that what Erdős recommends (the cheap learner:
+# overlap, no probe, the prompt without gradient) does not leak into the arms that compare them.
 LEAN = ["--set", "learner.probe_rows=0", "--set", "learner.grad_checkpointing=false"]
+PROBE = ["--set", "learner.probe_rows=2"]
 TOP8 = ["--set", "learner.layers=8"]  # LoRA on the top 8 decoder layers: a shorter backward
+WHOLE = ["--set", "learner.prompt_grad=true"]  # the method's gradient, through the prompt too
 NO_PROMPT_GRAD = ["--set", "learner.prompt_grad=false"]  # the backward skips the prompt
 # Overlap with a core each: two OpenMP pools of 2 threads on 2 cores oversubscribe them.
 SPLIT = ["--set", "policy.threads=1", "--set", "learner.threads=1"]
 OVERLAP = ["--set", "run.overlap=true"]
-RUN_ARMS = {"none": ["--learner", "none"], "learn": [], "overlap": OVERLAP,
-            "overlap-1": [*OVERLAP, "--set", "learner.threads=1"],
-            "learn-lean": LEAN, "overlap-lean": [*OVERLAP, *LEAN],
-            "learn-top8": [*LEAN, *TOP8], "overlap-top8": [*OVERLAP, *LEAN, *TOP8],
-            "learn-np": [*LEAN, *NO_PROMPT_GRAD], "overlap-np": [*OVERLAP, *LEAN, *NO_PROMPT_GRAD],
-            "split-lean": [*OVERLAP, *LEAN, *SPLIT],
+AFTER = ["--set", "run.overlap=false"]  # the update after each step's sampling
+RUN_ARMS = {"none": ["--learner", "none"], "learn": [],
+            "method": [*AFTER, *WHOLE, *PROBE], "overlap": [*OVERLAP, *WHOLE, *PROBE],
+            "overlap-1": [*OVERLAP, *WHOLE, *PROBE, "--set", "learner.threads=1"],
+            "learn-lean": [*AFTER, *WHOLE, *LEAN], "overlap-lean": [*OVERLAP, *WHOLE, *LEAN],
+            "learn-top8": [*AFTER, *WHOLE, *LEAN, *TOP8],
+            "overlap-top8": [*OVERLAP, *WHOLE, *LEAN, *TOP8],
+            "learn-np": [*AFTER, *LEAN, *NO_PROMPT_GRAD],
+            "overlap-np": [*OVERLAP, *LEAN, *NO_PROMPT_GRAD],
+            "split-lean": [*OVERLAP, *WHOLE, *LEAN, *SPLIT],
             "split-np": [*OVERLAP, *LEAN, *NO_PROMPT_GRAD, *SPLIT]}
 RUN_TARGET = 1.35
 

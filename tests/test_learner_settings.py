@@ -38,6 +38,12 @@ def test_size_rule_gives_the_documented_rate():
     model = SimpleNamespace(hidden_size=576, model_type="llama")
     assert LearnerConfig().learning_rate(model) == pytest.approx(1.4061e-4, rel=1e-3)
     assert LearnerConfig(lr=1e-4).learning_rate(model) == 1e-4  # learner.lr overrides the rule
+    # learner.lr_scale moves the rule's rate (Erdős recommends 2), not a rate that is set
+    assert LearnerConfig(lr_scale=2.0).learning_rate(model) == pytest.approx(2.8122e-4, rel=1e-3)
+    assert LearnerConfig(lr=1e-4, lr_scale=2.0).learning_rate(model) == 1e-4
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="learner.lr_scale must be positive"):
+            LearnerConfig(lr_scale=bad).validate()
 
 
 def test_the_config_section_is_the_learners_config():

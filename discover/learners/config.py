@@ -46,6 +46,9 @@ class LearnerConfig:
     beta: float = 2.0  # for entropic-fixed
     lr: float = 0.0  # 0: the method's rate sized to the model (size_rule_lr above; 1.41e-4
     # for the embedded 135M model), any other value is used as it is
+    # Multiplies the size rule's rate (not a set `lr`): a rate that follows the model when an
+    # environment recommends a faster one (Erdős: 2, with prompt_grad false; docs/benchmarks.md).
+    lr_scale: float = 1.0
     lora_rank: int = 32  # the method's
     lora_alpha: int = 32
     # module names, or "all-linear": every linear layer of the decoder (attention and MLP)
@@ -90,6 +93,8 @@ class LearnerConfig:
             value = getattr(self, name)
             if not value >= low:  # (also refuses NaN)
                 raise ValueError(f"learner.{name} must be at least {low}, got {value}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"learner.lr_scale must be positive, got {self.lr_scale}")
         if not self.lr >= 0:
             raise ValueError(f"learner.lr must be positive, or 0 for the size rule; got {self.lr}")
         targets = self.lora_targets
@@ -114,8 +119,8 @@ class LearnerConfig:
             raise ValueError(f"learner.gpus must be >= 0, got {self.gpus}")
 
     def learning_rate(self, model_config) -> float:
-        """`lr` where set, else the size rule's rate for this model."""
-        return self.lr or size_rule_lr(model_config)
+        """`lr` where set, else the size rule's rate for this model times `lr_scale`."""
+        return self.lr or self.lr_scale * size_rule_lr(model_config)
 
     def lora(self, num_layers: int = 0):
         """PEFT's LoraConfig for these settings (imports peft); `num_layers`: the model's decoder

@@ -98,8 +98,9 @@ class TRLLearner:
 
         self.cfg, self.temperature = cfg, temperature  # (the sampler's: logits / T)
         if not cfg.prompt_grad:
-            warnings.warn("learner.prompt_grad = false is the PEFT (CPU) learner's option; the "
-                          "TRL learner takes the whole gradient", stacklevel=2)
+            warnings.warn("learner.prompt_grad = false (set, or recommended by the environment) "
+                          "is the PEFT (CPU) learner's cut; the TRL learner takes the whole "
+                          "gradient", stacklevel=2)
         cuda = torch.cuda.is_available()
         dtype = dtype or ("bfloat16" if cuda else "float32")
         self.workdir = tempfile.mkdtemp(prefix="discover-trl-")  # TRL wants an output_dir
