@@ -130,7 +130,9 @@ def test_discover_envs_shows_the_recommended_settings(capsys):
     assert main(["envs"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines["erdos"].endswith("policy.temperature=1.0 policy.max_new_tokens=64 "
-                                   "learner.grad_checkpointing=false")
+                                   "run.overlap=true learner.grad_checkpointing=false "
+                                   "learner.prompt_grad=false learner.lr_scale=2.0 "
+                                   "learner.probe_rows=0")
     assert lines["toy"].endswith(" -")
 
 
