@@ -10,7 +10,7 @@ RUN=${RUN:-runs/demo-$(date +%Y%m%d-%H%M%S)}
 # the model changes a knob in 0-2 of each 16 (at 0.4 it copies the block; docs/benchmarks.md);
 # each program does Erdős's work (env.iterations: about 0.8 s on an idle core), which keeps
 # scoring small. Erdős also recommends the cheap learner (the update beside the next step's
-# sampling, the prompt without gradient at twice the rate): a learning step about 1.2x a step
+# sampling, the prompt without gradient at twice the rate): a learning step about 1.25x a step
 # without one (docs/benchmarks.md, "The cheap learner").
 .venv/bin/discover run erdos --steps "${STEPS:-6}" --run-dir "$RUN" "$@"
 .venv/bin/discover best "$RUN"

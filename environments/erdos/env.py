@@ -42,7 +42,7 @@ class ErdosEnvironment(Environment):
     # it copies the block (docs/benchmarks.md, "The knob-only block at temperature 1.0"). Rows
     # that short keep their activations in little memory, so the learner does not recompute
     # them (the same update, about 15% less of its time: "Learning beside sampling"). The rest
-    # makes a learning step cost about 1.2x a step without a learner instead of 2-2.7x, for the
+    # makes a learning step cost about 1.25x a step without a learner instead of 2-2.7x, for the
     # same result at equal samples (4 of 5 paired seeds; "The cheap learner"): the update runs
     # beside the next step's sampling, the prompt pass without gradient (a stated deviation) at
     # twice the size rule's rate, no movement probe (its figures read "-").
