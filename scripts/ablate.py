@@ -17,11 +17,12 @@ an earlier call's folder, finished runs are reused (their time is their steps' l
 and a run stopped part-way resumes: an ablation can be finished in several sittings.
 
 Printed per environment: each run's best verified score (initial states included: the run's
-result), best generated score, valid rate, seconds and, for learning arms, the mean KL of the
-adapted model to the base and the mean |change| of the sampled tokens' log-probs per update
-(near 0: the learner did not move the model); then each arm's paired difference against
-none+puct per seed (positive: the arm is better, in the environment's direction), the mean
-with a bootstrap 90% interval, and wins/losses/ties.
+result), best generated score, valid rate, how many valid children copy their parent's program
+and how many edit it (per run, and per arm over the seeds), seconds and, for learning arms, the
+mean KL of the adapted model to the base and the mean |change| of the sampled tokens' log-probs
+per update (near 0: the learner did not move the model); then each arm's paired difference
+against none+puct per seed (positive: the arm is better, in the environment's direction), the
+mean with a bootstrap 90% interval, and wins/losses/ties.
 
     python scripts/ablate.py --envs erdos --steps 6 --groups 2 --group-size 8 \\
         --max-new-tokens 160
@@ -59,6 +60,7 @@ import numpy as np
 from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
+from discover.edits import is_copy
 from discover.registry import load_environment, recommended
 from discover.rundir import RunDir
 from discover.search import run
@@ -152,8 +154,13 @@ def summarise(run_dir: Path) -> dict:
         rows = db.execute("SELECT reward, ok, score, initial, step FROM candidates "
                           "ORDER BY id").fetchall()
         steps = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM steps ORDER BY step")]
+        pairs = db.execute("SELECT c.code, p.code FROM candidates c JOIN candidates p "
+                           "ON c.parent_id = p.id WHERE c.initial = 0 AND c.ok").fetchall()
+        (env,) = db.execute("SELECT value FROM meta WHERE key = 'env'").fetchone()
     finally:
         db.close()
+    language = load_environment(json.loads(env)).language
+    copies = sum(is_copy(child, parent, language) for child, parent in pairs)
     generated = [r for r in rows if not r[3]]
     valid = [r for r in rows if r[1]]
     best = max(valid, key=lambda r: r[0])
@@ -163,7 +170,10 @@ def summarise(run_dir: Path) -> dict:
     best_gen = max((r for r in generated if r[1]), key=lambda r: r[0], default=None)
     learn = [m["learner"] for m in steps if m.get("learner", {}).get("policy_kl") is not None]
     ends = list(np.cumsum([sum(m["seconds"].values()) for m in steps]))
+    # What the valid children are: copies of their parent's program (comments and whitespace
+    # aside: discover.edits.is_copy, the learner's notion) or edits (docs/benchmarks.md).
     return {"samples": len(generated), "best_by_step": by_step,
+            "copies": copies, "edits": len(pairs) - copies,
             "step_end_s": [float(x) for x in ends],
             "valid_rate": sum(r[1] for r in generated) / max(1, len(generated)),
             "best": best[2], "best_reward": best[0],
@@ -188,15 +198,24 @@ def fmt(x: float | None, spec: str, width: int = 0) -> str:
 
 def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
     direction = load_environment(env).direction
-    print(f"\n{env} ({direction}imise): per run (seed: best, best generated, valid, steps, "
-          f"samples, steps' s, KL, dlogp)")
+    print(f"\n{env} ({direction}imise): per run (seed: best, best generated, valid, copies/"
+          f"edits, steps, samples, steps' s, KL, dlogp)")
     for arm in arms:
         for seed in seeds:
             r = results[(env, arm, seed)]
             print(f"  {arm:<19} s{seed}: {r['best']:.6g}  {fmt(r['best_generated'], '.6g')}  "
-                  f"{r['valid_rate']:.0%}  {r['steps']} steps  {r['samples']} samples  "
-                  f"{r['step_s']:.0f} s  {fmt(r['policy_kl'], '.2g')}  "
+                  f"{r['valid_rate']:.0%}  {r['copies']}/{r['edits']}  {r['steps']} steps  "
+                  f"{r['samples']} samples  {r['step_s']:.0f} s  {fmt(r['policy_kl'], '.2g')}  "
                   f"{fmt(r['logp_change'], '.2g')}")
+    print("per arm, every seed (a copy: a valid child whose program is its parent's, comments "
+          "and whitespace aside; an edit: any other valid child):")
+    for arm in arms:
+        runs = [results[(env, arm, seed)] for seed in seeds]
+        n, steps = sum(r["samples"] for r in runs), sum(r["steps"] for r in runs)
+        copies, edits = sum(r["copies"] for r in runs), sum(r["edits"] for r in runs)
+        print(f"  {arm:<19} {n} children, valid {(copies + edits) / max(1, n):.0%}, copies "
+              f"{copies / max(1, n):.0%}, edits {edits / max(1, n):.1%} "
+              f"({edits / max(1, steps):.1f} a step)")
     if BASELINE not in arms:
         return
     sign = -1.0 if direction == "min" else 1.0

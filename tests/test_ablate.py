@@ -44,6 +44,14 @@ def test_ablate_arms_share_initial_states_and_print_paired_differences(tmp_path)
     assert "mean" in line and "[" in line, line
     saved = json.loads((out / "ablate.json").read_text())
     assert set(saved) == {f"toy/{a}/s{s}" for a in ("null+puct", "none+puct") for s in (0, 1)}
+    # What the valid children are: null+puct re-runs its parent's program, so all copies.
+    for key, row in saved.items():
+        assert row["copies"] + row["edits"] == round(row["valid_rate"] * row["samples"]), key
+        if "null+puct" in key:
+            assert row["edits"] == 0 and row["copies"] > 0, key
+    line = next(x for x in r.stdout.splitlines() if x.split()[:1] == ["null+puct"] and
+                "children" in x)
+    assert line.split()[1:3] == ["4", "children,"] and "edits 0.0% (0.0 a step)" in line, line
     # --init-from the same folder reuses the stored init runs (no new seeding)
     before = (out / "init-toy-s0" / "archive.sqlite").stat().st_mtime_ns
     again = subprocess.run(
