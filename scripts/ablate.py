@@ -11,10 +11,11 @@ Arms (each run with the same seeds, steps, groups and group size, so the same sa
 
 Pairing: per environment and seed the initial states are seeded ONCE (a run of its own,
 `init-ENV-sSEED`) and every arm starts from them (`run.init_from`), with the same seed, so the
-arms differ only in what the arm changes. `--init-from DIR` reuses the `init-*` runs of an
-earlier ablation's folder (or one run directory, for one environment and seed). With `--out`
-an earlier call's folder, finished runs are reused (their time is their steps' logged seconds)
-and a run stopped part-way resumes: an ablation can be finished in several sittings.
+arms differ only in what the arm changes (and in what `--arm-set ARM SECTION.KEY=VALUE` sets
+for that arm alone: each arm at its own best settings). `--init-from DIR` reuses the `init-*`
+runs of an earlier ablation's folder (or one run directory, for one environment and seed). With
+`--out` an earlier call's folder, finished runs are reused (their time is their steps' logged
+seconds) and a run stopped part-way resumes: an ablation can be finished in several sittings.
 
 Printed per environment: each run's best verified score (initial states included: the run's
 result), best generated score, valid rate, how many valid children copy their parent's program
@@ -103,10 +104,11 @@ def run_arm(env: str, arm: str, seed: int, init: Path, args: argparse.Namespace,
     seconds of steps. A run finished by an earlier call is reused; one stopped part-way resumes
     (under a budget, with what is left of it)."""
     learner, selection, backend, extra = ARMS[arm]
+    own = [kv for name, kv in args.arm_set if name == arm]  # this arm's own best settings
     cfg = config(env, seed, args, out / f"{env}-{arm}-s{seed}",
                  {"policy": {"backend": backend}, "learner": {"method": learner},
                   "run": {"selection": selection, "init_from": str(init)}},
-                 config_mod.parse_set(extra))
+                 config_mod.parse_set([*extra, *own]))
     rd = Path(cfg.run.run_dir)
     marker = out / f"{rd.name}.budget"  # written when a budget run has ended
     if (stored_steps(rd) >= args.steps if not budget
@@ -319,6 +321,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="config overrides for every run, e.g. env.iterations=2000")
+    p.add_argument("--arm-set", nargs=2, action="append", default=[],
+                   metavar=("ARM", "SECTION.KEY=VALUE"),
+                   help="an override for one arm's runs only, after --set: each arm at its own "
+                        "best settings, e.g. --arm-set entropic+puct policy.temperature=1.2")
     p.add_argument("--init-from", default="",
                    help="a folder of an earlier ablation (its init-ENV-sSEED runs), or a run")
     p.add_argument("--out", default="", help="where run directories go (default: a temp dir)")
@@ -328,6 +334,9 @@ def parse_args() -> argparse.Namespace:
                    help="with --equal-time: the budget (default: the learning arm's time at "
                         "--steps, first seed)")
     args = p.parse_args()
+    for arm, _ in args.arm_set:
+        if arm not in args.arms:
+            p.error(f"--arm-set names {arm!r}, which is not among --arms {args.arms}")
     if args.equal_time and not args.budget_s and learning_arm(args.arms) is None:
         p.error("--equal-time with no learning arm needs --budget-s")
     if args.budget_s and not args.equal_time:
@@ -345,7 +354,8 @@ def main() -> None:
              if args.equal_time else f"{args.steps} steps x {args.groups} groups x "
              f"{args.group_size} = {samples} samples a run")
     print(f"{len(args.arms)} arms x {len(args.envs)} envs x seeds {args.seeds}: {shape}, "
-          f"max_new_tokens {args.max_new_tokens}, {' '.join(args.set)}; {cpu_model()}, "
+          f"max_new_tokens {args.max_new_tokens}, {' '.join(args.set)}"
+          f"{''.join(f'; {a}: {kv}' for a, kv in args.arm_set)}; {cpu_model()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; runs in {out}",
           flush=True)
     t0 = time.monotonic()

@@ -109,7 +109,8 @@ def test_equal_time_gives_every_arm_the_budget_in_alternating_order(tmp_path):
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms", *arms,
          "--seeds", "0", "1", "--equal-time", "--budget-s", "1.5", "--groups", "1",
-         "--group-size", "2", "--max-new-tokens", "16", "--out", str(out)],
+         "--group-size", "2", "--max-new-tokens", "16", "--out", str(out),
+         "--arm-set", "none+puct", "policy.temperature=0.9"],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     ran = [(x.split()[1], int(x.split()[3].rstrip(":"))) for x in r.stdout.splitlines()
@@ -119,6 +120,8 @@ def test_equal_time_gives_every_arm_the_budget_in_alternating_order(tmp_path):
         for seed in (0, 1):
             saved = tomllib.loads((out / f"toy-{arm}-s{seed}" / "config.toml").read_text())
             assert saved["run"]["budget_s"] == 1.5 and saved["run"]["steps"] >= 1000
+            # --arm-set reaches its arm's runs only
+            assert (saved["policy"]["temperature"] == 0.9) == (arm == "none+puct"), (arm, seed)
     assert "steps, samples" in r.stdout and "every arm had 1.5 s of steps" in r.stdout
     saved = json.loads((out / "ablate.json").read_text())
     for row in saved.values():
@@ -137,3 +140,12 @@ def test_equal_time_gives_every_arm_the_budget_in_alternating_order(tmp_path):
         assert len(by_step) == row["steps"] == len(row["step_end_s"])
         assert by_step[-1] == row["best"] and by_step == sorted(by_step)  # toy maximises
         assert row["step_end_s"] == sorted(row["step_end_s"])
+
+
+def test_arm_set_must_name_an_arm_of_the_ablation(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--envs", "toy", "--arms",
+         "none+puct", "--arm-set", "entropic+puct", "policy.temperature=1.2", "--out",
+         str(tmp_path / "x")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "--arm-set names 'entropic+puct'" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "x").exists()
