@@ -19,7 +19,9 @@ seconds) and a run stopped part-way resumes: an ablation can be finished in seve
 
 Printed per environment: each run's best verified score (initial states included: the run's
 result), best generated score, valid rate, how many valid children copy their parent's program
-and how many edit it (per run, and per arm over the seeds), seconds and, for learning arms, the
+and how many edit it (per run, and per arm over the seeds), the knob edits tried a step (children,
+run or not, giving a top-level NAME = value of the parent's a new value: discover.edits.retunes)
+over each run's first and second half, seconds and, for learning arms, the
 mean KL of the adapted model to the base and the mean |change| of the sampled tokens' log-probs
 per update (near 0: the learner did not move the model); then each arm's paired difference
 against none+puct per seed (positive: the arm is better, in the environment's direction), the
@@ -61,7 +63,7 @@ import numpy as np
 from discover import config as config_mod
 from discover.config import Config
 from discover.doctor import cpu_model
-from discover.edits import is_copy
+from discover.edits import is_copy, retunes
 from discover.registry import load_environment, recommended
 from discover.rundir import RunDir
 from discover.search import run
@@ -156,13 +158,20 @@ def summarise(run_dir: Path) -> dict:
         rows = db.execute("SELECT reward, ok, score, initial, step FROM candidates "
                           "ORDER BY id").fetchall()
         steps = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM steps ORDER BY step")]
-        pairs = db.execute("SELECT c.code, p.code FROM candidates c JOIN candidates p "
-                           "ON c.parent_id = p.id WHERE c.initial = 0 AND c.ok").fetchall()
+        tried = db.execute("SELECT c.code, p.code, c.ok, c.step FROM candidates c JOIN "
+                           "candidates p ON c.parent_id = p.id WHERE c.initial = 0").fetchall()
         (env,) = db.execute("SELECT value FROM meta WHERE key = 'env'").fetchone()
     finally:
         db.close()
     language = load_environment(json.loads(env)).language
+    pairs = [(child, parent) for child, parent, ok, _ in tried if ok]
     copies = sum(is_copy(child, parent, language) for child, parent in pairs)
+    # Knob edits tried, valid or not, per step: does the learner stop trying them?
+    knob_tries = [[0, 0] for _ in steps]
+    for child, parent, ok, step in tried:
+        if 0 <= step < len(steps) and retunes(child, parent, language):
+            knob_tries[step][0] += 1
+            knob_tries[step][1] += bool(ok)
     generated = [r for r in rows if not r[3]]
     valid = [r for r in rows if r[1]]
     best = max(valid, key=lambda r: r[0])
@@ -175,7 +184,7 @@ def summarise(run_dir: Path) -> dict:
     # What the valid children are: copies of their parent's program (comments and whitespace
     # aside: discover.edits.is_copy, the learner's notion) or edits (docs/benchmarks.md).
     return {"samples": len(generated), "best_by_step": by_step,
-            "copies": copies, "edits": len(pairs) - copies,
+            "copies": copies, "edits": len(pairs) - copies, "knob_tries": knob_tries,
             "step_end_s": [float(x) for x in ends],
             "valid_rate": sum(r[1] for r in generated) / max(1, len(generated)),
             "best": best[2], "best_reward": best[0],
@@ -218,6 +227,17 @@ def table(env: str, arms: list[str], seeds: list[int], results: dict) -> None:
         print(f"  {arm:<19} {n} children, valid {(copies + edits) / max(1, n):.0%}, copies "
               f"{copies / max(1, n):.0%}, edits {edits / max(1, n):.1%} "
               f"({edits / max(1, steps):.1f} a step)")
+    print("knob edits tried a step (a new value for a top-level NAME = value of the parent's, "
+          "run or not; valid in brackets), each run's first half of steps, then its second:")
+    for arm in arms:
+        halves = [[0, 0, 0], [0, 0, 0]]  # steps, tries, valid tries
+        for seed in seeds:
+            by_step = results[(env, arm, seed)].get("knob_tries", [])
+            for i, (tries, ok) in enumerate(by_step):
+                h = halves[i >= len(by_step) / 2]
+                h[0], h[1], h[2] = h[0] + 1, h[1] + tries, h[2] + ok
+        print(f"  {arm:<19} " + ", then ".join(
+            f"{t / max(1, n):.2f} ({v / max(1, n):.2f})" for n, t, v in halves))
     if BASELINE not in arms:
         return
     sign = -1.0 if direction == "min" else 1.0

@@ -49,9 +49,15 @@ def test_ablate_arms_share_initial_states_and_print_paired_differences(tmp_path)
         assert row["copies"] + row["edits"] == round(row["valid_rate"] * row["samples"]), key
         if "null+puct" in key:
             assert row["edits"] == 0 and row["copies"] > 0, key
+            assert all(tries == 0 for tries, _ in row["knob_tries"]), key  # copies retune nothing
+        assert len(row["knob_tries"]) == row["steps"], key
+        assert all(0 <= ok <= tries for tries, ok in row["knob_tries"]), key
     line = next(x for x in r.stdout.splitlines() if x.split()[:1] == ["null+puct"] and
                 "children" in x)
     assert line.split()[1:3] == ["4", "children,"] and "edits 0.0% (0.0 a step)" in line, line
+    line = next(x for x in r.stdout.splitlines() if x.split()[:1] == ["null+puct"] and
+                "then" in x)
+    assert line.split()[1:] == ["0.00", "(0.00),", "then", "0.00", "(0.00)"], line
     # --init-from the same folder reuses the stored init runs (no new seeding)
     before = (out / "init-toy-s0" / "archive.sqlite").stat().st_mtime_ns
     again = subprocess.run(
