@@ -101,6 +101,7 @@ def test_learner_betas_round_trip_and_are_checked(tmp_path):
 
 @pytest.mark.parametrize("item, name", [("learner.lora_targets=[]", "learner.lora_targets"),
                                         ("learner.copies=some", "learner.copies"),
+                                        ("learner.negatives=half", "learner.negatives"),
                                         ("learner.lr=-1", "learner.lr"),
                                         ("learner.layers=-1", "learner.layers")])
 def test_bad_learner_settings_are_refused_by_name(item, name):
@@ -214,3 +215,18 @@ def test_copies_zero_gives_the_copies_no_advantage():
     lucky = rewards[:2] + [-0.38] + rewards[3:]  # a copy whose new seed ran best
     _, _, m = step_items([samples], [lucky], LearnerConfig(), [copies])
     assert 0.3 < m["copy_adv_share"] < 1
+
+
+def test_negatives_zero_pushes_nothing_down_and_keeps_the_positive_advantages():
+    from discover.learners.peft import step_items
+
+    samples = [Sample(text=f"{i}", prompt_ids=[1, 2], completion_ids=[3, 4 + i],
+                      logprobs=[-0.1, -0.2]) for i in range(6)]
+    rewards = [-0.383, -0.3832, -0.4101, -0.4098, -0.84, -0.84]  # 2 edits, 2 copies, 2 failures
+    keep, keep_work, _ = step_items([samples], [rewards], LearnerConfig())
+    zero, zero_work, _ = step_items([samples], [rewards], LearnerConfig(negatives="zero"))
+    keep_a, zero_a = [a for _, a in keep], [a for _, a in zero]
+    assert min(keep_a) < 0 and keep_a[4] < 0 and keep_a[5] < 0  # the method pushes failures down
+    assert zero_a == [max(a, 0.0) for a in keep_a]
+    assert [s.text for s, _ in zero_work] == [s.text for s, a in keep if a > 0]
+    assert len(keep_work) == 6

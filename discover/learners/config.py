@@ -27,6 +27,7 @@ LR_EXPONENTS = {"qwen": 0.0775, "llama": 0.781}
 # PEFT's name for every linear layer but the output head: attention and MLP alike.
 ALL_LINEAR = "all-linear"
 COPIES = ("keep", "zero")
+NEGATIVES = ("keep", "zero")
 BACKENDS = ("auto", "peft", "trl")
 NO_LEARNING = "none"  # learner.method: the search runs without a learner
 
@@ -63,6 +64,10 @@ class LearnerConfig:
     # seed and never beat it on AC2 (2 losses, 3 ties), though it trains far fewer rows; so the
     # method's keep stays the default.
     copies: str = "keep"
+    # Children below their group's baseline (A < 0), failures first: "keep" pushes them down as
+    # the method does; "zero" gives them advantage 0 (a stated deviation), so a failed try of a
+    # new knob value is not taught away before one runs (docs/benchmarks.md, "Knob edits tried").
+    negatives: str = "keep"
     kl_coef: float = 0.0
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still reported)
     grad_checkpointing: bool = True  # recompute activations in the backward pass
@@ -107,6 +112,8 @@ class LearnerConfig:
                              f"{betas!r}")
         if self.copies not in COPIES:
             raise ValueError(f"learner.copies must be keep or zero, got {self.copies!r}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"learner.negatives must be keep or zero, got {self.negatives!r}")
         methods = (NO_LEARNING, *METHODS)
         if self.method not in methods:
             raise ValueError(f"learner.method must be one of {methods}, got {self.method!r}")

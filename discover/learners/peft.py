@@ -313,6 +313,7 @@ def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: Lear
     with A = 0 add nothing to the loss or its gradient unless a KL term applies. `copies`
     (one flag per sample) marks children that are their parent's program: metrics count them
     and the share of the positive advantage they get; with cfg.copies == "zero" their A is 0.
+    With cfg.negatives == "zero" every negative A is 0: nothing is pushed down.
     """
     if len(groups) != len(rewards) or any(
             len(g) != len(r) for g, r in zip(groups, rewards, strict=False)):
@@ -333,6 +334,8 @@ def step_items(groups: list[list[Sample]], rewards: list[list[float]], cfg: Lear
     if cfg.copies == "zero":
         advs = [[0.0 if f else a for a, f in zip(ga, gf, strict=True)]
                 for ga, gf in zip(advs, flags, strict=True)]
+    if cfg.negatives == "zero":
+        advs = [[max(a, 0.0) for a in ga] for ga in advs]
     items = [(s, a) for g, ga in zip(groups, advs, strict=True)
              for s, a in zip(g, ga, strict=True) if s.completion_ids]
     for s, _ in items:
